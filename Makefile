@@ -1,0 +1,42 @@
+# Spiderweb. `make run` starts the embedded demo; `make test` installs and starts what the tests need and runs them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit bench-alloc bench-scale bench-cni clean cni-package
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py run_embedded
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP)
+	@set -euo pipefail; \
+	eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	export SPIDERWEB_SECRET_KEY=test-only-secret; \
+	$(MAKE) --no-print-directory lint; \
+	$(PY) manage.py makemigrations --check --dry-run; \
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench-alloc: $(STAMP)
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.alloc
+
+bench-scale: $(STAMP)
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.scale
+
+clean:
+	rm -rf $(VENV) .state

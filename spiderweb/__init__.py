@@ -1,0 +1,1 @@
+"""Spiderweb: Spiderpool-compatible underlay IPAM with a Django portal. No side effects on import."""

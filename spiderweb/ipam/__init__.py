@@ -1,0 +1,1 @@
+"""IPAM: subnets, pools, reservations, endpoints and the allocations that bind addresses to pods."""

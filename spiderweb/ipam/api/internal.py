@@ -1,0 +1,209 @@
+"""Internal API for node agents (`/api/internal/v1/`): node-scoped credentials, never tenant tokens.
+
+A node token (`Authorization: Bearer swn_…`) is bound to one node. The portal refuses to allocate for a pod
+whose facts say it runs elsewhere, and releases only allocations made on that node.
+"""
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from spiderweb.changelog.context import Actor, acting_as
+from spiderweb.engine.errors import Forbidden, InvalidInput, IPAMError, NotFound
+from spiderweb.engine.facts import PodFacts
+from spiderweb.engine.selection import CniDefaults
+from spiderweb.ipam import allocation, services
+from spiderweb.ipam.api.errors import ipam_error_response
+from spiderweb.ipam.models import ClusterSettings, Coordinator, NodeCredential
+
+
+class NodePrincipal:
+    """The authenticated node agent (DRF's request.user for internal views)."""
+
+    is_authenticated = True
+    is_staff = False
+
+    def __init__(self, credential: NodeCredential):
+        self.credential = credential
+        self.node_name = credential.node_name
+
+    def __str__(self):
+        return f"node:{self.node_name}"
+
+
+class NodeTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace").split()
+        if not header or header[0] != self.keyword:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization: Bearer <node token>")
+        try:
+            credential = services.node_credential_authenticate(header[1])
+        except NotFound as exc:
+            raise exceptions.AuthenticationFailed("invalid node token") from exc
+        if credential.last_used_at is None or (timezone.now() - credential.last_used_at).total_seconds() > 60:
+            NodeCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+        return NodePrincipal(credential), credential
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class IsNode(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.user, NodePrincipal)
+
+
+class NodeView(APIView):
+    authentication_classes = [NodeTokenAuthentication]
+    permission_classes = [IsNode]
+    schema = None  # internal: documented in agent/README.md, not in the public OpenAPI document
+
+    def handle_exception(self, exc):
+        if isinstance(exc, IPAMError):
+            return ipam_error_response(exc)
+        return super().handle_exception(exc)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.actor = Actor(name=str(request.user))
+
+    def body(self, *names: str) -> dict:
+        data = self.request.data
+        if not isinstance(data, dict):
+            raise InvalidInput("the request body must be a JSON object")
+        missing = [n for n in names if not data.get(n)]
+        if missing:
+            raise InvalidInput(f"missing required field(s): {', '.join(missing)}")
+        return data
+
+
+def _string_list(value, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{name} must be a list of pool names")
+    return tuple(value)
+
+
+class AllocateView(NodeView):
+    def post(self, request):
+        data = self.body("facts", "ifName")
+        facts = PodFacts.from_dict(data["facts"])
+        if facts.node != request.user.node_name:
+            raise Forbidden(f"node {request.user.node_name} may not allocate for a pod on node {facts.node!r}")
+        cni = data.get("cni") or {}
+        if not isinstance(cni, dict):
+            raise InvalidInput("cni must be an object")
+        req = allocation.AllocateRequest(
+            facts=facts,
+            if_name=str(data["ifName"]),
+            container_id=str(data.get("containerID") or ""),
+            cni=CniDefaults(
+                v4=_string_list(cni.get("default_ipv4_ippool"), "default_ipv4_ippool"),
+                v6=_string_list(cni.get("default_ipv6_ippool"), "default_ipv6_ippool"),
+                clean_gateway=bool(cni.get("clean_gateway", False)),
+            ),
+            cluster_network=str(data.get("clusterNetwork") or ""),
+        )
+        with acting_as(self.actor):
+            return Response(allocation.ippool_allocate(request=req))
+
+
+class ReleaseView(NodeView):
+    def post(self, request):
+        data = self.body("podNamespace", "podName", "podUID")
+        with acting_as(self.actor):
+            released = allocation.ippool_release(
+                namespace=data["podNamespace"],
+                name=data["podName"],
+                pod_uid=data["podUID"],
+                reason=str(data.get("reason") or "cni-del"),
+                node=request.user.node_name,
+            )
+        return Response({"released": released})
+
+
+class ReleasePodView(NodeView):
+    """Batch release after an IP conflict (Spiderpool's DELETE /v1/ipam/ips, with A10 fixed)."""
+
+    def post(self, request):
+        data = self.body("podNamespace", "podName", "podUID")
+        if data.get("isReleaseConflictIPs") and allocation.is_static_owner(
+            str(data.get("ownerKind") or ""), ClusterSettings.load()
+        ):
+            return Response(
+                {"code": "forbid_stateful", "message": "conflict IPs of StatefulSet/KubeVirt pods are kept"},
+                status=409,
+            )
+        with acting_as(self.actor):
+            released = allocation.ippool_release(
+                namespace=data["podNamespace"],
+                name=data["podName"],
+                pod_uid=data["podUID"],
+                reason="ip-conflict" if data.get("isReleaseConflictIPs") else "batch-release",
+                node=request.user.node_name,
+            )
+        return Response({"released": released})
+
+
+class WorkloadEndpointView(NodeView):
+    def get(self, request):
+        namespace, name = request.query_params.get("podNamespace"), request.query_params.get("podName")
+        if not namespace or not name:
+            raise InvalidInput("podNamespace and podName are required")
+        endpoint = allocation.endpoint_get(namespace=namespace, name=name)
+        interfaces: dict[str, dict] = {}
+        for row in endpoint.allocations.select_related("pool").order_by("interface", "ip_version"):
+            entry = interfaces.setdefault(row.interface, {"interface": row.interface, "routes": []})
+            family = f"ipv{row.ip_version}"
+            entry[family] = row.cidr
+            entry[f"{family}Pool"] = row.pool.name
+            if row.gateway:
+                entry[f"{family}Gateway"] = row.gateway
+            if row.vlan:
+                entry["vlan"] = row.vlan
+            if row.mac:
+                entry["mac"] = row.mac
+            entry["routes"] += row.routes or []
+        return Response(
+            {
+                "podNamespace": endpoint.namespace,
+                "podName": endpoint.name,
+                "podUID": endpoint.uid,
+                "node": endpoint.node,
+                "interfaces": list(interfaces.values()),
+            }
+        )
+
+
+class CoordinatorConfigView(NodeView):
+    """The cluster's SpiderCoordinator as Spiderpool's `CoordinatorConfig` (spec §11.3)."""
+
+    def get(self, request):
+        coordinator = Coordinator.objects.filter(name="default").first()
+        if coordinator is None:
+            raise NotFound("no SpiderCoordinator 'default' exists")
+        if coordinator.phase != "Synced":
+            raise IPAMError(f"SpiderCoordinator default is {coordinator.phase}: {coordinator.reason}")
+        return Response(
+            {
+                "mode": coordinator.mode,
+                "overlayPodCIDR": coordinator.overlay_pod_cidr,
+                "serviceCIDR": coordinator.service_cidr,
+                "hijackCIDR": coordinator.hijack_cidr,
+                "policyRoutes": coordinator.policy_routes,
+                "podMACPrefix": coordinator.pod_mac_prefix,
+                "tunePodRoutes": coordinator.tune_pod_routes,
+                "podDefaultRouteNIC": coordinator.pod_default_route_nic,
+                "hostRuleTable": coordinator.host_rule_table,
+                "podRPFilter": coordinator.pod_rp_filter,
+                "txQueueLen": coordinator.tx_queue_len,
+                "vethLinkAddress": coordinator.veth_link_address,
+                "vethMTU": coordinator.veth_mtu,
+            }
+        )

@@ -1,0 +1,287 @@
+"""Writes for subnets, pools, reservations and node credentials.
+
+Every write validates with `validation` (the rules shared with the REST API and the webhooks), runs in one
+transaction under `spec_lock()` so overlap checks cannot race, and records a change-log entry with before and
+after snapshots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.db import transaction
+
+from spiderweb.changelog.models import ObjectChange
+from spiderweb.changelog.services import object_change_record, object_snapshot
+from spiderweb.engine.errors import NotFound, PoolInUse
+from spiderweb.engine.ranges import cidr_label
+from spiderweb.ipam import validation
+from spiderweb.ipam.models import Allocation, IPPool, NodeCredential, ReservedIP, Subnet
+from spiderweb.tenancy.models import Tenant
+
+POOL_FIELDS = (
+    "ip_version subnet ips exclude_ips gateway routes pod_affinity namespace_affinity namespace_name node_affinity "
+    "node_name multus_name default disable"
+).split()
+SUBNET_FIELDS = "ip_version subnet ips exclude_ips gateway routes".split()
+RESERVED_FIELDS = ("ip_version", "ips")
+CIDR_LABEL = "ipam.spidernet.io/ippool-cidr"
+SUBNET_CIDR_LABEL = "ipam.spidernet.io/subnet-cidr"
+OWNER_SUBNET_LABEL = "ipam.spidernet.io/owner-spider-subnet"
+
+
+def _apply(instance, clean: dict, fields) -> bool:
+    """Copy cleaned spec fields onto the instance; True when anything changed (bumps the generation)."""
+    changed = False
+    for name in fields:
+        if name in clean and getattr(instance, name) != clean[name]:
+            setattr(instance, name, clean[name])
+            changed = True
+    return changed
+
+
+def _reset_scan(pool: IPPool) -> None:
+    """Addresses may have become free below the scan hint: walk the pool again from its lowest address."""
+    pool.scan_from = ""
+    pool.fresh_exhausted = False
+
+
+# ------------------------------------------------------------------------------------------------------- pools
+
+
+def ippool_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> IPPool:
+    """Create a SpiderIPPool after every webhook rule passed; defaults and labels as Spiderpool's mutator."""
+    with transaction.atomic():
+        validation.spec_lock()
+        if IPPool.objects.filter(name=name).exists():
+            raise validation.SpecInvalid({"name": [f"IPPool {name} already exists."]})
+        clean = validation.ippool_clean(spec)
+        pool = IPPool(name=name, tenant=tenant, labels=dict(labels or {}))
+        _apply(pool, clean, POOL_FIELDS)
+        pool.owner_subnet = clean.get("owner_subnet")
+        _pool_labels(pool)
+        pool.full_clean(exclude=["scan_from"])
+        pool.save()
+        object_change_record(instance=pool, action=ObjectChange.Action.CREATE, before=None)
+    return pool
+
+
+def ippool_update(*, pool: IPPool, spec: dict, labels: dict | None = None) -> IPPool:
+    """Update a pool's spec; ipVersion and subnet are immutable and allocated addresses cannot be dropped."""
+    with transaction.atomic():
+        validation.spec_lock()
+        pool = IPPool.objects.select_for_update().get(pk=pool.pk)
+        before = object_snapshot(pool)
+        merged = {name: getattr(pool, name) for name in POOL_FIELDS} | spec
+        clean = validation.ippool_clean(merged, instance=pool)
+        if _apply(pool, clean, POOL_FIELDS):
+            pool.generation += 1
+            _reset_scan(pool)
+        if labels is not None:
+            pool.labels = dict(labels)
+        if pool.owner_subnet_id is None and clean.get("owner_subnet") is not None:
+            pool.owner_subnet = clean["owner_subnet"]
+        _pool_labels(pool)
+        pool.full_clean(exclude=["scan_from"])
+        pool.save()
+        object_change_record(instance=pool, action=ObjectChange.Action.UPDATE, before=before)
+    return pool
+
+
+def ippool_delete(*, pool: IPPool) -> None:
+    """Delete a pool that holds no allocation; otherwise refuse and name the holders."""
+    with transaction.atomic():
+        pool = IPPool.objects.select_for_update().get(pk=pool.pk)
+        holders = list(
+            Allocation.objects.filter(pool=pool).select_related("endpoint").order_by("address_key")[:20]
+        )
+        if holders:
+            total = Allocation.objects.filter(pool=pool).count()
+            names = [f"{a.address} ({a.endpoint}, {a.interface})" for a in holders]
+            raise PoolInUse(
+                f"IPPool {pool.name} still holds {total} allocations: {', '.join(names[:5])}"
+                + (" …" if total > 5 else ""),
+                details={"holders": names, "count": total},
+            )
+        before = object_snapshot(pool)
+        object_change_record(instance=pool, action=ObjectChange.Action.DELETE, before=before)
+        pool.delete()
+
+
+def _pool_labels(pool: IPPool) -> None:
+    pool.labels = dict(pool.labels or {})
+    pool.labels[CIDR_LABEL] = cidr_label(pool.network)
+    if pool.owner_subnet is not None:
+        pool.labels[OWNER_SUBNET_LABEL] = pool.owner_subnet.name
+
+
+# ----------------------------------------------------------------------------------------------------- subnets
+
+
+def subnet_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> Subnet:
+    """Create a SpiderSubnet and adopt orphan pools of the same CIDR (spec §1.3 controller)."""
+    with transaction.atomic():
+        validation.spec_lock()
+        if Subnet.objects.filter(name=name).exists():
+            raise validation.SpecInvalid({"name": [f"SpiderSubnet {name} already exists."]})
+        clean = validation.subnet_clean(spec)
+        subnet = Subnet(name=name, tenant=tenant, labels=dict(labels or {}))
+        _apply(subnet, clean, SUBNET_FIELDS)
+        subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)
+        subnet.full_clean()
+        subnet.save()
+        for pool in IPPool.objects.filter(ip_version=subnet.ip_version, subnet=subnet.subnet, owner_subnet=None):
+            pool.owner_subnet = subnet
+            _pool_labels(pool)
+            pool.save(update_fields=["owner_subnet", "labels", "updated_at"])
+        object_change_record(instance=subnet, action=ObjectChange.Action.CREATE, before=None)
+    return subnet
+
+
+def subnet_update(*, subnet: Subnet, spec: dict, labels: dict | None = None) -> Subnet:
+    with transaction.atomic():
+        validation.spec_lock()
+        subnet = Subnet.objects.select_for_update().get(pk=subnet.pk)
+        before = object_snapshot(subnet)
+        merged = {name: getattr(subnet, name) for name in SUBNET_FIELDS} | spec
+        clean = validation.subnet_clean(merged, instance=subnet)
+        if _apply(subnet, clean, SUBNET_FIELDS):
+            subnet.generation += 1
+        if labels is not None:
+            subnet.labels = dict(labels)
+        subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)
+        subnet.full_clean()
+        subnet.save()
+        object_change_record(instance=subnet, action=ObjectChange.Action.UPDATE, before=before)
+    return subnet
+
+
+def subnet_delete(*, subnet: Subnet) -> None:
+    """Delete a subnet that controls no pool; otherwise refuse and name them."""
+    with transaction.atomic():
+        subnet = Subnet.objects.select_for_update().get(pk=subnet.pk)
+        pools = list(subnet.pools.values_list("name", flat=True)[:20])
+        if pools:
+            raise PoolInUse(
+                f"SpiderSubnet {subnet.name} still controls IPPools {', '.join(pools)}",
+                details={"holders": pools},
+            )
+        object_change_record(instance=subnet, action=ObjectChange.Action.DELETE, before=object_snapshot(subnet))
+        subnet.delete()
+
+
+# --------------------------------------------------------------------------------------------------- reserved
+
+
+def reservedip_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> ReservedIP:
+    with transaction.atomic():
+        validation.spec_lock()
+        if ReservedIP.objects.filter(name=name).exists():
+            raise validation.SpecInvalid({"name": [f"SpiderReservedIP {name} already exists."]})
+        clean = validation.reservedip_clean(spec)
+        reserved = ReservedIP(name=name, tenant=tenant, labels=dict(labels or {}))
+        _apply(reserved, clean, RESERVED_FIELDS)
+        reserved.full_clean()
+        reserved.save()
+        object_change_record(instance=reserved, action=ObjectChange.Action.CREATE, before=None)
+    return reserved
+
+
+def reservedip_update(*, reserved: ReservedIP, spec: dict, labels: dict | None = None) -> ReservedIP:
+    with transaction.atomic():
+        validation.spec_lock()
+        reserved = ReservedIP.objects.select_for_update().get(pk=reserved.pk)
+        before = object_snapshot(reserved)
+        merged = {name: getattr(reserved, name) for name in RESERVED_FIELDS} | spec
+        clean = validation.reservedip_clean(merged, instance=reserved)
+        if _apply(reserved, clean, RESERVED_FIELDS):
+            reserved.generation += 1
+            _reset_family_scans(reserved.ip_version)
+        if labels is not None:
+            reserved.labels = dict(labels)
+        reserved.save()
+        object_change_record(instance=reserved, action=ObjectChange.Action.UPDATE, before=before)
+    return reserved
+
+
+def reservedip_delete(*, reserved: ReservedIP) -> None:
+    with transaction.atomic():
+        validation.spec_lock()
+        object_change_record(instance=reserved, action=ObjectChange.Action.DELETE, before=object_snapshot(reserved))
+        _reset_family_scans(reserved.ip_version)
+        reserved.delete()
+
+
+def _reset_family_scans(version: int) -> None:
+    """Freed reservations may open addresses below every pool's scan hint."""
+    IPPool.objects.filter(ip_version=version).update(scan_from="", fresh_exhausted=False)
+
+
+# ----------------------------------------------------------------------------------------------------- tenants
+
+
+def tenant_create(*, name: str, description: str = "") -> Tenant:
+    with transaction.atomic():
+        tenant = Tenant(name=name, description=description)
+        tenant.full_clean()
+        tenant.save()
+        object_change_record(instance=tenant, action=ObjectChange.Action.CREATE, before=None)
+    return tenant
+
+
+def tenant_update(*, tenant: Tenant, description: str) -> Tenant:
+    with transaction.atomic():
+        before = object_snapshot(tenant)
+        tenant.description = description
+        tenant.full_clean()
+        tenant.save()
+        object_change_record(instance=tenant, action=ObjectChange.Action.UPDATE, before=before)
+    return tenant
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete a tenant that owns nothing; otherwise refuse and say what it still owns."""
+    with transaction.atomic():
+        owned = [
+            f"{model._meta.verbose_name} {obj}"
+            for model in (Subnet, IPPool, ReservedIP)
+            for obj in model.objects.filter(tenant=tenant)[:5]
+        ]
+        if owned:
+            raise PoolInUse(f"tenant {tenant.name} still owns {', '.join(owned)}", details={"holders": owned})
+        object_change_record(instance=tenant, action=ObjectChange.Action.DELETE, before=object_snapshot(tenant))
+        tenant.delete()
+
+
+# ------------------------------------------------------------------------------------------- node credentials
+
+
+def node_credential_issue(*, node_name: str, created_by=None) -> tuple[NodeCredential, str]:
+    """Issue (or rotate) a node's credential. The token is shown once; only its hash is stored."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    token = f"swn_{prefix}.{secret}"
+    with transaction.atomic():
+        credential, _ = NodeCredential.objects.update_or_create(
+            node_name=node_name,
+            defaults=dict(
+                token_prefix=prefix, token_hash=_token_hash(token), revoked=False, created_by=created_by
+            ),
+        )
+    return credential, token
+
+
+def node_credential_authenticate(token: str) -> NodeCredential:
+    """Resolve a bearer token to a live node credential or raise NotFound (no timing oracle on the hash)."""
+    if not token.startswith("swn_") or "." not in token:
+        raise NotFound("not a node token")
+    prefix = token[4:].split(".", 1)[0]
+    credential = NodeCredential.objects.filter(token_prefix=prefix, revoked=False).first()
+    if credential is None or not secrets.compare_digest(credential.token_hash, _token_hash(token)):
+        raise NotFound("unknown or revoked node token")
+    return credential
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,292 @@
+"""Every validation rule of Spiderpool's webhooks (spec §1.2–§1.4), in one place.
+
+The admin forms, the REST API and the admission webhooks all call these functions, so a rule cannot differ
+between the three doors. Each function takes the proposed spec as a dict keyed by model field name, returns the
+normalised spec (canonical CIDR, merged ranges, defaulted ipVersion) and raises `SpecInvalid` with per-field
+messages otherwise. Cross-object rules (overlap, subset of the owning subnet) read the database; callers hold
+`spec_lock()` so two concurrent creates cannot both pass an overlap check.
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from spiderweb.engine.errors import InvalidInput
+from spiderweb.engine.ranges import RangeSet, parse_cidr
+from spiderweb.engine.routes import validate_gateway, validate_routes
+from spiderweb.engine.selector import validate_label_selector
+from spiderweb.ipam.models import Allocation, ClusterSettings, IPPool, ReservedIP, Subnet
+
+# Model field → Spiderpool/CRD field name, for messages and for the REST API's camelCase fields.
+WIRE_NAMES = {
+    "ip_version": "ipVersion",
+    "subnet": "subnet",
+    "ips": "ips",
+    "exclude_ips": "excludeIPs",
+    "gateway": "gateway",
+    "routes": "routes",
+    "pod_affinity": "podAffinity",
+    "namespace_affinity": "namespaceAffinity",
+    "namespace_name": "namespaceName",
+    "node_affinity": "nodeAffinity",
+    "node_name": "nodeName",
+    "multus_name": "multusName",
+    "default": "default",
+    "disable": "disable",
+    "name": "name",
+    "tenant": "tenant",
+}
+
+
+class SpecInvalid(InvalidInput):
+    """A proposed spec broke one or more rules; `details["fields"]` maps field → list of messages."""
+
+    def __init__(self, fields: dict[str, list[str]]):
+        summary = "; ".join(f"{WIRE_NAMES.get(k, k)}: {' '.join(v)}" for k, v in fields.items())
+        super().__init__(summary, details={"fields": fields})
+        self.fields = fields
+
+
+class _Errors:
+    """Collects messages per field so a person sees every problem at once, not one per round trip."""
+
+    def __init__(self):
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.fields.setdefault(field, []).append(message)
+
+    def capture(self, field: str, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InvalidInput as exc:
+            self.add(field, exc.message)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            raise SpecInvalid(self.fields)
+
+
+def spec_lock() -> None:
+    """Serialise spec changes of pools, subnets and reservations (human rate), never allocations.
+
+    Locks the cluster-settings row; must be called inside `transaction.atomic()`.
+    """
+    ClusterSettings.objects.get_or_create(pk=1)
+    list(ClusterSettings.objects.select_for_update().filter(pk=1))
+
+
+def _check_family(errors: _Errors, version: int, cluster: ClusterSettings) -> None:
+    if version not in cluster.families:
+        errors.add("ip_version", f"IPv{version} is disabled in the cluster settings (enableIPv{version}: false).")
+
+
+def _ranges_inside(errors: _Errors, field: str, items, version: int, network) -> RangeSet | None:
+    if items is None:
+        items = []
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        errors.add(field, "Must be a list of IP range strings such as 10.0.0.1-10.0.0.9 or 10.0.0.5.")
+        return None
+    ranges = errors.capture(field, RangeSet.parse, items, version)
+    if ranges is None or network is None:
+        return ranges
+    outside = ranges.subtract(RangeSet.from_network(network))
+    if outside:
+        errors.add(field, f"{', '.join(outside.to_strings())} is outside subnet {network}.")
+        return None
+    return ranges
+
+
+def _range_spec_clean(errors: _Errors, spec: dict, cluster: ClusterSettings, instance=None) -> dict:
+    """Shared rules of SpiderSubnet and SpiderIPPool: family, canonical CIDR, ranges, gateway, routes."""
+    out = dict(spec)
+    version = spec.get("ip_version")
+    network = None
+    subnet_text = spec.get("subnet")
+    if not subnet_text:
+        errors.add("subnet", "This field is required.")
+    else:
+        network = errors.capture("subnet", parse_cidr, str(subnet_text), version or None)
+        if network is not None:
+            if version and version != network.version:
+                errors.add("ip_version", f"ipVersion {version} does not match subnet {network} (IPv{network.version}).")
+            version = network.version
+            out["subnet"] = str(network)
+    if version not in (4, 6):
+        if "ip_version" not in errors.fields and "subnet" not in errors.fields:
+            errors.add("ip_version", "Must be 4 or 6.")
+        return out
+    out["ip_version"] = version
+    _check_family(errors, version, cluster)
+    if instance is not None:
+        if instance.ip_version != version:
+            errors.add("ip_version", "ipVersion is immutable.")
+        if network is not None and instance.subnet != str(network):
+            errors.add("subnet", "subnet is immutable.")
+    ips = _ranges_inside(errors, "ips", spec.get("ips"), version, network)
+    excludes = _ranges_inside(errors, "exclude_ips", spec.get("exclude_ips"), version, network)
+    if ips is not None:
+        out["ips"] = ips.to_strings()
+    if excludes is not None:
+        out["exclude_ips"] = excludes.to_strings()
+    total = ips.subtract(excludes) if ips is not None and excludes is not None else None
+    out["_total"] = total
+    gateway = spec.get("gateway") or ""
+    if gateway and network is not None and total is not None:
+        canonical = errors.capture("gateway", validate_gateway, gateway, network, total)
+        out["gateway"] = canonical or gateway
+    routes = spec.get("routes") or []
+    if network is not None:
+        if not isinstance(routes, list):
+            errors.add("routes", 'Must be a list of {"dst": CIDR, "gw": IP}.')
+        else:
+            parsed = errors.capture("routes", validate_routes, routes, network)
+            if parsed is not None:
+                out["routes"] = [r.to_dict() for r in parsed]
+    return out
+
+
+def _selector_clean(errors: _Errors, spec: dict, field: str) -> None:
+    selector = spec.get(field)
+    if selector in (None, {}):
+        spec[field] = None
+        return
+    errors.capture(field, validate_label_selector, selector)
+
+
+def _string_list_clean(errors: _Errors, spec: dict, field: str) -> None:
+    value = spec.get(field) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        errors.add(field, "Must be a list of non-empty names.")
+        return
+    spec[field] = value
+
+
+def _owner_subnet_for(network, version: int) -> Subnet | None:
+    return Subnet.objects.filter(ip_version=version, subnet=str(network), terminating=False).first()
+
+
+def ippool_clean(spec: dict, *, instance: IPPool | None = None) -> dict:
+    """Validate and normalise a SpiderIPPool spec (create when `instance` is None, else update)."""
+    cluster = ClusterSettings.load()
+    errors = _Errors()
+    if instance is not None and instance.terminating:
+        raise SpecInvalid({"name": ["cannot update a terminating IPPool"]})
+    out = _range_spec_clean(errors, spec, cluster, instance)
+    for field in ("pod_affinity", "namespace_affinity", "node_affinity"):
+        _selector_clean(errors, out, field)
+    for field in ("namespace_name", "node_name", "multus_name"):
+        _string_list_clean(errors, out, field)
+    total: RangeSet | None = out.pop("_total", None)
+    version = out.get("ip_version")
+    if errors.fields or total is None:
+        errors.raise_if_any()
+        return out
+    network = parse_cidr(out["subnet"], version)
+    others = IPPool.objects.filter(ip_version=version)
+    if instance is not None:
+        others = others.exclude(pk=instance.pk)
+    if instance is None:
+        for other in others:
+            if other.subnet == out["subnet"]:
+                continue
+            if other.network.overlaps(network):
+                errors.add("subnet", f"{network} overlaps the subnet {other.subnet} of IPPool {other.name}.")
+    for other in others.filter(subnet=out["subnet"]):
+        clash = other.total_ranges.intersect(total)
+        if clash:
+            errors.add("ips", f"{', '.join(clash.to_strings()[:3])} already belong to IPPool {other.name}.")
+    owner = instance.owner_subnet if instance is not None and instance.owner_subnet_id else None
+    if owner is None and cluster.enable_spider_subnet:
+        owner = _owner_subnet_for(network, version)
+    if owner is not None:
+        outside = total.subtract(owner.total_ranges)
+        if outside:
+            errors.add(
+                "ips", f"{', '.join(outside.to_strings()[:3])} are not in SpiderSubnet {owner.name}'s addresses."
+            )
+        if not out.get("gateway") and owner.gateway and "gateway" not in spec:
+            out["gateway"] = owner.gateway
+        if spec.get("routes") is None and owner.routes:
+            out["routes"] = list(owner.routes)
+    out["owner_subnet"] = owner
+    if instance is not None:
+        held = _held_outside(instance, total)
+        if held:
+            errors.add("ips", f"cannot remove allocated addresses {', '.join(held[:5])} from the pool.")
+    errors.raise_if_any()
+    return out
+
+
+def _held_outside(pool: IPPool, total: RangeSet) -> list[str]:
+    """Allocated addresses of `pool` that `total` would no longer contain."""
+    held = []
+    for address in Allocation.objects.filter(pool=pool).values_list("address", flat=True).iterator():
+        if address not in total:
+            held.append(address)
+    return held
+
+
+def subnet_clean(spec: dict, *, instance: Subnet | None = None) -> dict:
+    """Validate and normalise a SpiderSubnet spec."""
+    cluster = ClusterSettings.load()
+    errors = _Errors()
+    if instance is not None and instance.terminating:
+        raise SpecInvalid({"name": ["cannot update a terminating SpiderSubnet"]})
+    out = _range_spec_clean(errors, spec, cluster, instance)
+    total: RangeSet | None = out.pop("_total", None)
+    version = out.get("ip_version")
+    if errors.fields or total is None:
+        errors.raise_if_any()
+        return out
+    network = parse_cidr(out["subnet"], version)
+    if instance is None:
+        for other in Subnet.objects.filter(ip_version=version):
+            if other.network.overlaps(network):
+                errors.add("subnet", f"{network} overlaps SpiderSubnet {other.name} ({other.subnet}).")
+        for pool in IPPool.objects.filter(ip_version=version):
+            if pool.subnet != str(network):
+                if pool.network.overlaps(network):
+                    errors.add("subnet", f"{network} overlaps the subnet {pool.subnet} of IPPool {pool.name}.")
+            elif not pool.total_ranges.issubset(total):
+                errors.add("ips", f"SpiderIPPool {pool.name} owns some IP addresses that this subnet can't control.")
+    else:
+        for pool in instance.pools.all():
+            outside = pool.total_ranges.subtract(total)
+            if outside:
+                errors.add("ips", f"cannot drop {', '.join(outside.to_strings()[:3])}: used by IPPool {pool.name}.")
+    errors.raise_if_any()
+    return out
+
+
+def reservedip_clean(spec: dict, *, instance: ReservedIP | None = None) -> dict:
+    """Validate and normalise a SpiderReservedIP spec (no overlap checks: a reservation may sit anywhere)."""
+    cluster = ClusterSettings.load()
+    errors = _Errors()
+    out = dict(spec)
+    items = spec.get("ips")
+    if not items or not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise SpecInvalid({"ips": ["Must be a non-empty list of IP range strings."]})
+    version = spec.get("ip_version") or None
+    ranges = errors.capture("ips", RangeSet.parse, items, version)
+    if ranges is not None:
+        out["ips"] = ranges.to_strings()
+        out["ip_version"] = ranges.version
+        _check_family(errors, ranges.version, cluster)
+        if instance is not None and instance.ip_version != ranges.version:
+            errors.add("ip_version", "ipVersion is immutable.")
+    errors.raise_if_any()
+    return out
+
+
+def reserved_ranges(version: int) -> RangeSet:
+    """Union of every non-terminating reservation of a family: never handed out."""
+    result = RangeSet.empty(version)
+    for reserved in ReservedIP.objects.filter(ip_version=version, terminating=False).only("ips", "ip_version"):
+        result = result.union(reserved.ranges)
+    return result
+
+
+def pools_of_family(version: int) -> QuerySet[IPPool]:
+    return IPPool.objects.filter(ip_version=version)

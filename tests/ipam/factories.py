@@ -1,0 +1,44 @@
+"""Small builders for IPAM tests (plain functions; no factory library needed)."""
+
+import uuid
+
+from spiderweb.engine.facts import PodFacts, TopController
+from spiderweb.ipam import allocation, services
+from spiderweb.tenancy.models import Tenant
+
+
+def tenant(name="acme") -> Tenant:
+    return Tenant.objects.get_or_create(name=name)[0]
+
+
+def pool(name, subnet, ips, *, owner=None, **spec):
+    owner = owner or tenant()
+    return services.ippool_create(tenant=owner, name=name, spec={"subnet": subnet, "ips": ips, **spec})
+
+
+def facts(name="pod-0", *, namespace="default", uid=None, node="node-1", annotations=None, labels=None,
+          owner_kind="Pod", owner_name=None, namespace_labels=None, namespace_annotations=None, node_labels=None):
+    uid = uid or str(uuid.uuid4())
+    owner_api = {"Pod": "v1", "StatefulSet": "apps/v1", "Deployment": "apps/v1"}.get(owner_kind, "v1")
+    return PodFacts(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        node=node,
+        labels=labels or {},
+        annotations=annotations or {},
+        owner=TopController(kind=owner_kind, name=owner_name or name, uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, owner_name or name)),
+                            api_version=owner_api),
+        namespace_labels=namespace_labels or {},
+        namespace_annotations=namespace_annotations or {},
+        node_labels=node_labels or {},
+    )
+
+
+def allocate(pod_facts, if_name="eth0", **kwargs):
+    return allocation.ippool_allocate(request=allocation.AllocateRequest(facts=pod_facts, if_name=if_name, **kwargs))
+
+
+def release(pod_facts, reason="test"):
+    return allocation.ippool_release(namespace=pod_facts.namespace, name=pod_facts.name, pod_uid=pod_facts.uid,
+                                     reason=reason)
