@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) manage.py run_embedded
+	SPIDERWEB_DEBUG=$${SPIDERWEB_DEBUG:-true} $(PY) manage.py run_embedded
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -42,3 +42,9 @@ def allocate(pod_facts, if_name="eth0", **kwargs):
 def release(pod_facts, reason="test"):
     return allocation.ippool_release(namespace=pod_facts.namespace, name=pod_facts.name, pod_uid=pod_facts.uid,
                                      reason=reason)
+
+
+def pool_get(name):
+    from spiderweb.ipam.models import IPPool
+
+    return IPPool.objects.get(name=name)

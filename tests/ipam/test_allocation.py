@@ -1,0 +1,274 @@
+"""Allocation service (spec §3, §5.1, §6) on PostgreSQL: precedence, affinity, backups, families, NICs, reuse."""
+
+import json
+
+import pytest
+
+from spiderweb.engine.errors import Exhausted, InvalidInput, NoPoolAvailable, NotFound
+from spiderweb.engine.selection import CniDefaults
+from spiderweb.ipam import allocation, services
+from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint
+from tests.ipam import factories as f
+
+pytestmark = pytest.mark.django_db
+POOL = "ipam.spidernet.io/ippool"
+POOLS = "ipam.spidernet.io/ippools"
+
+
+def ann(**families):
+    return {POOL: json.dumps(families)}
+
+
+def addresses(result, nic=None):
+    return [ip["address"] for ip in result["ips"] if nic is None or ip["nic"] == nic]
+
+
+def test_lowest_address_with_gateway_and_default_route():
+    f.pool("p1", "10.0.0.0/24", ["10.0.0.10-10.0.0.19"], gateway="10.0.0.1")
+    result = f.allocate(f.facts(annotations=ann(ipv4=["p1"])))
+    assert addresses(result) == ["10.0.0.10/24"]
+    assert result["ips"][0]["ipPool"] == "p1" and result["ips"][0]["gateway"] == "10.0.0.1"
+    assert result["routes"] == [{"ifName": "eth0", "dst": "0.0.0.0/0", "gw": "10.0.0.1"}]
+
+
+def test_pool_routes_and_annotation_routes_and_cleangateway():
+    f.pool("p1", "10.0.0.0/24", ["10.0.0.10-10.0.0.19"], gateway="10.0.0.1",
+           routes=[{"dst": "10.9.0.0/16", "gw": "10.0.0.254"}])
+    annotations = {
+        POOLS: json.dumps([{"interface": "eth0", "ipv4": ["p1"], "cleangateway": True}]),
+        "ipam.spidernet.io/routes": json.dumps([{"dst": "172.16.0.0/16", "gw": "10.0.0.253"},
+                                                {"dst": "172.17.0.0/16", "gw": "192.168.9.1"}]),
+    }
+    result = f.allocate(f.facts(annotations=annotations))
+    assert result["routes"] == [
+        {"ifName": "eth0", "dst": "10.9.0.0/16", "gw": "10.0.0.254"},
+        {"ifName": "eth0", "dst": "172.16.0.0/16", "gw": "10.0.0.253"},
+    ]  # no default route (cleangateway); the route whose gateway is on no NIC is dropped
+
+
+def test_precedence_ippools_over_ippool_over_namespace_over_cni_over_cluster_default():
+    for i, name in enumerate(["a-ippools", "b-ippool", "c-ns", "d-cni", "e-cluster"]):
+        f.pool(name, f"10.{i}.0.0/24", [f"10.{i}.0.10-10.{i}.0.20"], default=(name == "e-cluster"))
+    ns = {"ipam.spidernet.io/default-ipv4-ippool": '["c-ns"]'}
+    full = {POOLS: json.dumps([{"interface": "eth0", "ipv4": ["a-ippools"]}]), **ann(ipv4=["b-ippool"])}
+    cni = CniDefaults(v4=("d-cni",))
+    cases = [
+        (full, ns, cni, "a-ippools"),
+        (ann(ipv4=["b-ippool"]), ns, cni, "b-ippool"),
+        ({}, ns, cni, "c-ns"),
+        ({}, {}, cni, "d-cni"),
+        ({}, {}, CniDefaults(), "e-cluster"),
+    ]
+    for i, (annotations, ns_annotations, defaults, expected) in enumerate(cases):
+        pod = f.facts(name=f"pod-{i}", annotations=annotations, namespace_annotations=ns_annotations)
+        result = f.allocate(pod, cni=defaults)
+        assert result["ips"][0]["ipPool"] == expected
+
+
+def test_no_rule_at_all_is_a_clear_error():
+    with pytest.raises(NoPoolAvailable, match="no pool selection rules"):
+        f.allocate(f.facts())
+
+
+def test_affinity_filters_explain_every_rejection():
+    f.pool("by-node", "10.1.0.0/24", ["10.1.0.10"], node_name=["node-9"])
+    f.pool("by-ns", "10.2.0.0/24", ["10.2.0.10"], namespace_name=["other"])
+    f.pool("by-pod", "10.3.0.0/24", ["10.3.0.10"], pod_affinity={"matchLabels": {"app": "db"}})
+    f.pool("off", "10.4.0.0/24", ["10.4.0.10"], disable=True)
+    f.pool("v6", "fd00::/64", ["fd00::10"])
+    pod = f.facts(annotations=ann(ipv4=["by-node", "by-ns", "by-pod", "off"]), labels={"app": "web"})
+    with pytest.raises(NoPoolAvailable) as err:
+        f.allocate(pod)
+    reasons = {c["pool"]: c["reason"] for c in err.value.details["candidates"]}
+    assert set(reasons) == {"by-node", "by-ns", "by-pod", "off"}
+    assert "node-1" in reasons["by-node"] and "default" in reasons["by-ns"]
+    assert "podAffinity" in reasons["by-pod"] and "disabled" in reasons["off"]
+    assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
+
+
+def test_matching_affinities_allow_allocation():
+    f.pool("match", "10.1.0.0/24", ["10.1.0.10"], node_affinity={"matchLabels": {"zone": "a"}},
+           namespace_affinity={"matchExpressions": [{"key": "team", "operator": "In", "values": ["x"]}]},
+           pod_affinity={"matchLabels": {"app": "web"}})
+    pod = f.facts(annotations=ann(ipv4=["match"]), labels={"app": "web"}, node_labels={"zone": "a"},
+                  namespace_labels={"team": "x"})
+    assert addresses(f.allocate(pod)) == ["10.1.0.10/24"]
+
+
+def test_unknown_pool_and_broken_annotation_are_hard_errors():
+    with pytest.raises(NotFound):
+        f.allocate(f.facts(annotations=ann(ipv4=["nope"])))
+    with pytest.raises(InvalidInput):
+        f.allocate(f.facts(annotations={POOL: "{not json"}))
+
+
+def test_backup_pool_in_written_order_when_first_is_exhausted():
+    f.pool("small", "10.1.0.0/24", ["10.1.0.10"])
+    f.pool("backup-b", "10.2.0.0/24", ["10.2.0.10-10.2.0.11"])
+    f.pool("backup-a", "10.3.0.0/24", ["10.3.0.10-10.3.0.11"])
+    wanted = ann(ipv4=["small", "backup-b", "backup-a"])
+    pools = [f.allocate(f.facts(name=f"p{i}", annotations=wanted))["ips"][0]["ipPool"] for i in range(5)]
+    assert pools == ["small", "backup-b", "backup-b", "backup-a", "backup-a"]
+    with pytest.raises(Exhausted) as err:
+        f.allocate(f.facts(name="p9", annotations=wanted))
+    assert [c["pool"] for c in err.value.details["candidates"]] == ["small", "backup-b", "backup-a"]
+
+
+def test_dual_stack_allocates_both_or_nothing():
+    f.pool("v4", "10.1.0.0/24", ["10.1.0.10"])
+    f.pool("v6", "fd00::/64", ["fd00::10-fd00::11"], gateway="fd00::1")
+    result = f.allocate(f.facts(name="a", annotations=ann(ipv4=["v4"], ipv6=["v6"])))
+    assert addresses(result) == ["10.1.0.10/24", "fd00::10/64"]
+    assert {"ifName": "eth0", "dst": "::/0", "gw": "fd00::1"} in result["routes"]
+    # v4 is now full: the second pod must not keep a lonely v6 address
+    with pytest.raises(Exhausted):
+        f.allocate(f.facts(name="b", annotations=ann(ipv4=["v4"], ipv6=["v6"])))
+    assert Allocation.objects.filter(ip_version=6).count() == 1
+
+
+def test_disabled_family_is_dropped():
+    f.pool("v4", "10.1.0.0/24", ["10.1.0.10"])
+    f.pool("v6", "fd00::/64", ["fd00::10"])
+    ClusterSettings.objects.filter(pk=1).update(enable_ipv6=False)
+    result = f.allocate(f.facts(annotations=ann(ipv4=["v4"], ipv6=["v6"])))
+    assert addresses(result) == ["10.1.0.10/24"]
+
+
+def test_first_add_allocates_every_nic_of_ippools_and_later_adds_reuse_it():
+    f.pool("eth", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    f.pool("net", "10.2.0.0/24", ["10.2.0.10-10.2.0.19"])
+    pod = f.facts(annotations={POOLS: json.dumps([{"interface": "eth0", "ipv4": ["eth"]},
+                                                 {"interface": "net1", "ipv4": ["net"]}])})
+    first = f.allocate(pod, if_name="eth0")
+    assert addresses(first, "eth0") == ["10.1.0.10/24"] and addresses(first, "net1") == ["10.2.0.10/24"]
+    second = f.allocate(pod, if_name="net1")
+    assert second == first and Allocation.objects.count() == 2
+
+
+def test_ippool_annotation_appends_one_nic_per_add():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    pod = f.facts(annotations=ann(ipv4=["p"]))
+    f.allocate(pod, if_name="eth0")
+    result = f.allocate(pod, if_name="net1")
+    assert addresses(result, "eth0") == ["10.1.0.10/24"] and addresses(result, "net1") == ["10.1.0.11/24"]
+
+
+def test_add_is_idempotent_per_pod_and_interface():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    pod = f.facts(annotations=ann(ipv4=["p"]))
+    assert f.allocate(pod) == f.allocate(pod)
+    assert Allocation.objects.count() == 1
+
+
+def test_reserved_addresses_are_never_handed_out():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.13"])
+    services.reservedip_create(tenant=f.tenant(), name="r", spec={"ips": ["10.1.0.10-10.1.0.11"]})
+    got = [addresses(f.allocate(f.facts(name=f"p{i}", annotations=ann(ipv4=["p"]))))[0] for i in range(2)]
+    assert got == ["10.1.0.12/24", "10.1.0.13/24"]
+    with pytest.raises(Exhausted):
+        f.allocate(f.facts(name="p9", annotations=ann(ipv4=["p"])))
+
+
+def test_release_is_idempotent_uid_guarded_and_records_history():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    pod = f.facts(annotations=ann(ipv4=["p"]))
+    f.allocate(pod)
+    assert allocation.ippool_release(namespace="default", name=pod.name, pod_uid="someone-else", reason="x") == []
+    assert Allocation.objects.count() == 1
+    assert f.release(pod, reason="cni-del") == ["10.1.0.10"]
+    assert f.release(pod) == []
+    assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
+    history = AddressHistory.objects.get(address="10.1.0.10")
+    assert history.pod_uid == pod.uid and history.released_at is not None and history.release_reason == "cni-del"
+
+
+def test_released_addresses_are_reused_least_recently_released_first():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.13"])
+    pods = [f.facts(name=f"p{i}", annotations=ann(ipv4=["p"])) for i in range(4)]
+    for pod in pods:
+        f.allocate(pod)
+    f.release(pods[2])  # 10.1.0.12 first
+    f.release(pods[0])  # then 10.1.0.10
+    got = [addresses(f.allocate(f.facts(name=f"n{i}", annotations=ann(ipv4=["p"]))))[0] for i in range(2)]
+    assert got == ["10.1.0.12/24", "10.1.0.10/24"]
+
+
+def test_never_used_addresses_come_before_released_ones():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.12"])
+    first = f.facts(name="a", annotations=ann(ipv4=["p"]))
+    f.allocate(first)
+    f.release(first)
+    got = addresses(f.allocate(f.facts(name="b", annotations=ann(ipv4=["p"]))))
+    assert got == ["10.1.0.11/24"]
+
+
+def test_statefulset_pod_gets_its_address_back_by_name():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    f.allocate(f.facts(name="warmup", annotations=ann(ipv4=["p"])))
+    old = f.facts(name="db-0", owner_kind="StatefulSet", owner_name="db", annotations=ann(ipv4=["p"]))
+    before = addresses(f.allocate(old))
+    new = f.facts(name="db-0", owner_kind="StatefulSet", owner_name="db", annotations=ann(ipv4=["p"]), node="node-2")
+    after = addresses(f.allocate(new))
+    assert before == after == ["10.1.0.11/24"]
+    row = Allocation.objects.get(address="10.1.0.11")
+    assert row.pod_uid == new.uid and row.node == "node-2"
+    assert Endpoint.objects.get(name="db-0").uid == new.uid
+
+
+def test_statefulset_pod_moves_when_its_pool_annotation_changed():
+    f.pool("old", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    f.pool("new", "10.2.0.0/24", ["10.2.0.10-10.2.0.19"])
+    f.allocate(f.facts(name="db-0", owner_kind="StatefulSet", owner_name="db", annotations=ann(ipv4=["old"])))
+    moved = f.facts(name="db-0", owner_kind="StatefulSet", owner_name="db", annotations=ann(ipv4=["new"]))
+    assert addresses(f.allocate(moved)) == ["10.2.0.10/24"]
+    assert not Allocation.objects.filter(pool__name="old").exists()
+
+
+def test_stateless_pod_recreated_with_same_name_gets_fresh_address_and_old_is_released():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    old = f.facts(name="bare", annotations=ann(ipv4=["p"]))
+    f.allocate(old)
+    new = f.facts(name="bare", annotations=ann(ipv4=["p"]))
+    assert addresses(f.allocate(new)) == ["10.1.0.11/24"]
+    assert list(Allocation.objects.values_list("pod_uid", flat=True)) == [new.uid]
+
+
+def test_dead_pod_is_refused():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10"])
+    pod = f.facts(annotations=ann(ipv4=["p"]))
+    dead = type(pod)(**{**pod.__dict__, "alive": False})
+    with pytest.raises(InvalidInput, match="dead Pod"):
+        f.allocate(dead)
+
+
+def test_wildcards_and_stable_order_among_equal_specificity():
+    for name in ["web-b", "web-a", "web-c"]:
+        i = ord(name[-1]) - ord("a")
+        f.pool(name, f"10.{i}.0.0/24", [f"10.{i}.0.10"])
+    pool = f.allocate(f.facts(annotations=ann(ipv4=["web-*"])))["ips"][0]["ipPool"]
+    assert pool == "web-a"
+
+
+def test_ipv6_pool_of_a_whole_slash_64_works():
+    f.pool("big", "fd00:1::/64", ["fd00:1::1-fd00:1::ffff:ffff:ffff:ffff"])
+    got = [addresses(f.allocate(f.facts(name=f"p{i}", annotations=ann(ipv6=["big"]))))[0] for i in range(3)]
+    assert got == ["fd00:1::1/64", "fd00:1::2/64", "fd00:1::3/64"]
+
+
+def test_pool_edit_that_frees_addresses_below_the_scan_hint_is_used():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.20-10.1.0.21"])
+    f.allocate(f.facts(name="a", annotations=ann(ipv4=["p"])))
+    pool = services.ippool_update(pool=f.pool_get("p"), spec={"ips": ["10.1.0.5", "10.1.0.20-10.1.0.21"]})
+    assert pool.ips == ["10.1.0.5", "10.1.0.20-10.1.0.21"]
+    got = addresses(f.allocate(f.facts(name="b", annotations=ann(ipv4=["p"]))))
+    assert got == ["10.1.0.5/24"]
+
+
+def test_explain_reports_the_serving_pool_and_rolls_back():
+    f.pool("busy", "10.1.0.0/24", ["10.1.0.10"], node_name=["elsewhere"])
+    f.pool("ok", "10.2.0.0/24", ["10.2.0.10"])
+    pod = f.facts(annotations=ann(ipv4=["busy", "ok"]))
+    result = allocation.ippool_explain(request=allocation.AllocateRequest(facts=pod, if_name="eth0"))
+    assert result["ok"] and result["response"]["ips"][0]["ipPool"] == "ok"
+    assert result["nics"][0]["rejected"][0]["pool"] == "busy"
+    assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
