@@ -1,0 +1,129 @@
+"""Kubernetes LabelSelector matching and validation, for pool podAffinity, namespaceAffinity and nodeAffinity.
+
+Semantics follow ``metav1.LabelSelectorAsSelector``: ``matchLabels`` and every ``matchExpressions`` entry must
+all hold; an empty selector matches everything. Whether a selector is "set" at all (None versus ``{}``) is the
+caller's business (see ``selection``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spiderweb.engine.errors import InvalidInput
+
+_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def _check_label_key(key: object, where: str) -> None:
+    """A label key is ``[prefix/]name``: prefix a DNS subdomain ≤ 253, name ≤ 63 alphanumerics with ``-_.``."""
+    if not isinstance(key, str):
+        raise InvalidInput(f"{where}: label key must be a string, got {key!r}")
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise InvalidInput(
+            f"{where}: label key {key!r} has an invalid prefix; expected a DNS subdomain such as 'example.com'"
+        )
+    if not name or len(name) > 63 or not _NAME.match(name):
+        raise InvalidInput(
+            f"{where}: label key {key!r} is invalid; expected at most 63 characters of "
+            "[A-Za-z0-9-_.], starting and ending with an alphanumeric"
+        )
+
+
+def _check_label_value(value: object, where: str) -> None:
+    """A label value is empty or ≤ 63 alphanumerics with ``-_.``, starting and ending alphanumeric."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}: label value must be a string, got {value!r}")
+    if value and (len(value) > 63 or not _NAME.match(value)):
+        raise InvalidInput(
+            f"{where}: label value {value!r} is invalid; expected at most 63 characters of "
+            "[A-Za-z0-9-_.], starting and ending with an alphanumeric"
+        )
+
+
+def validate_label_selector(selector: Any) -> None:
+    """Raise InvalidInput when ``selector`` is not a well-formed Kubernetes LabelSelector; None is fine.
+
+    >>> validate_label_selector({"matchLabels": {"app": "web"},
+    ...                          "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]})
+    >>> validate_label_selector({"matchExpressions": [{"key": "tier", "operator": "Exists", "values": ["a"]}]})
+    Traceback (most recent call last):
+    ...
+    spiderweb.engine.errors.InvalidInput: matchExpressions[0]: operator Exists takes no values, got ['a']
+    """
+    if selector is None:
+        return
+    if not isinstance(selector, dict):
+        raise InvalidInput(f"a label selector must be an object with matchLabels/matchExpressions, got {selector!r}")
+    unknown = sorted(set(selector) - {"matchLabels", "matchExpressions"})
+    if unknown:
+        raise InvalidInput(
+            f"label selector has unknown field(s) {unknown}; expected matchLabels and/or matchExpressions"
+        )
+    match_labels = selector.get("matchLabels")
+    if match_labels is not None:
+        if not isinstance(match_labels, dict):
+            raise InvalidInput(f"matchLabels must map label keys to values, got {match_labels!r}")
+        for key, value in match_labels.items():
+            _check_label_key(key, "matchLabels")
+            _check_label_value(value, f"matchLabels[{key!r}]")
+    expressions = selector.get("matchExpressions")
+    if expressions is None:
+        return
+    if not isinstance(expressions, list):
+        raise InvalidInput(f"matchExpressions must be a list, got {expressions!r}")
+    for index, expression in enumerate(expressions):
+        where = f"matchExpressions[{index}]"
+        if not isinstance(expression, dict):
+            raise InvalidInput(f"{where} must be an object with key, operator and values, got {expression!r}")
+        unknown = sorted(set(expression) - {"key", "operator", "values"})
+        if unknown:
+            raise InvalidInput(f"{where} has unknown field(s) {unknown}; expected key, operator and values")
+        _check_label_key(expression.get("key"), where)
+        operator = expression.get("operator")
+        if operator not in _OPERATORS:
+            raise InvalidInput(f"{where}: operator {operator!r} is not one of {', '.join(_OPERATORS)}")
+        values = expression.get("values")
+        if values is None:
+            values = []
+        if not isinstance(values, list):
+            raise InvalidInput(f"{where}: values must be a list of strings, got {values!r}")
+        if operator in ("In", "NotIn") and not values:
+            raise InvalidInput(f"{where}: operator {operator} needs at least one value")
+        if operator in ("Exists", "DoesNotExist") and values:
+            raise InvalidInput(f"{where}: operator {operator} takes no values, got {values!r}")
+        for value in values:
+            _check_label_value(value, f"{where}.values")
+
+
+def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """True when ``labels`` satisfy ``selector``; None or ``{}`` matches everything.
+
+    >>> sel = {"matchLabels": {"app": "web"},
+    ...        "matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1"]}]}
+    >>> label_selector_matches(sel, {"app": "web"}), label_selector_matches(sel, {"app": "web", "zone": "z1"})
+    (True, False)
+    """
+    validate_label_selector(selector)
+    if not isinstance(labels, dict):
+        raise InvalidInput(f"labels must be a dict of strings, got {labels!r}")
+    if not selector:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
