@@ -1,12 +1,22 @@
-"""Django admin for IPAM: every write goes through `services`, so the admin obeys the webhook rules."""
+"""Django admin for IPAM: every write goes through `services`, so the admin obeys the webhook rules.
+
+A rule broken on an add or change form shows as an error on the offending field; a delete the service refuses
+(a pool that still holds allocations, a subnet that still controls pools) shows the service's message and keeps
+the object. Allocation records are read-only; addresses are released with the "Release" action, which keeps the
+address history and the least-recently-released order.
+"""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.contrib.admin.utils import unquote
+from django.db.models import Count, ProtectedError
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from spiderweb.engine.errors import IPAMError
-from spiderweb.ipam import allocation, services
+from spiderweb.ipam import allocation, services, validation
 from spiderweb.ipam.models import (
     AddressHistory,
     Allocation,
@@ -15,13 +25,14 @@ from spiderweb.ipam.models import (
     Endpoint,
     IPPool,
     NodeCredential,
+    ReleasedAddress,
     ReservedIP,
     Subnet,
 )
-from spiderweb.ipam.validation import SpecInvalid
 
 
-def _bar(allocated: int, total: int) -> str:
+def utilization_bar(allocated: int, total: int) -> str:
+    """A small coloured bar: green below 70 %, orange below 90 %, red above."""
     percent = 100.0 * allocated / total if total else 0.0
     colour = "#c0392b" if percent >= 90 else "#e67e22" if percent >= 70 else "#27ae60"
     return format_html(
@@ -33,12 +44,97 @@ def _bar(allocated: int, total: int) -> str:
     )
 
 
-class ServiceBackedAdmin(admin.ModelAdmin):
-    """Routes saves and deletes through the service layer and shows rule violations on the form."""
+def change_history_link(obj) -> str:
+    """A link to the change log of one object."""
+    if obj is None or obj.pk is None:
+        return "-"
+    query = urlencode({"object_type": obj._meta.label_lower, "object_id": obj.pk})
+    return format_html('<a href="{}?{}">Change history</a>', reverse("admin:changelog_objectchange_changelist"), query)
+
+
+class StringListField(forms.CharField):
+    """A list of strings typed one per line (or comma-separated), stored as a JSON list."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value) or ""
+        return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
+
+
+class ServiceDeleteMixin:
+    """Deletes through the service; a refusal becomes an error message on the object's page, never a 500.
+
+    The service decides what blocks a delete and says why (naming the holders), the same message the REST API
+    returns with its 409; Django's own collector is not consulted, so the confirmation page lists only the object.
+    """
+
+    def delete_service_call(self, obj):
+        raise NotImplementedError
+
+    def delete_model(self, request, obj):
+        self.delete_service_call(obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            try:
+                self.delete_service_call(obj)
+            except (IPAMError, ProtectedError) as exc:
+                self.message_user(request, _refusal(obj, exc), level=messages.ERROR)
+
+    def get_deleted_objects(self, objs, request):
+        objs = list(objs)
+        return [str(obj) for obj in objs], {self.opts.verbose_name_plural: len(objs)}, set(), []
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except (IPAMError, ProtectedError) as exc:
+            obj = self.get_object(request, unquote(object_id))
+            self.message_user(request, _refusal(obj, exc), level=messages.ERROR)
+            opts = self.opts
+            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+
+
+def _refusal(obj, exc) -> str:
+    if isinstance(exc, IPAMError):
+        return f"{obj} was not deleted: {exc.message}"
+    holders = ", ".join(sorted({str(o) for o in exc.protected_objects})[:10])
+    return f"{obj} was not deleted: still referenced by {holders}"
+
+
+class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+    """Routes saves and deletes through the service layer and shows rule violations on the form.
+
+    Subclasses name the services, the spec fields, the list-of-strings fields and the validation function.
+    """
 
     create_service = update_service = delete_service = None
+    clean_spec = None
     spec_fields: tuple[str, ...] = ()
+    list_fields: tuple[str, ...] = ()
     instance_kwarg = ""
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = tuple(super().get_readonly_fields(request, obj)) + ("history",)
+        return readonly + ("name", "tenant") if obj is not None else readonly
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in self.list_fields:
+            return StringListField(required=False, label=db_field.verbose_name, help_text=db_field.help_text)
+        if db_field.name == "ip_version":
+            kwargs["required"] = False
+            field = super().formfield_for_dbfield(db_field, request, **kwargs)
+            field.help_text = "Leave empty to derive it from the addresses."
+            return field
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -47,23 +143,36 @@ class ServiceBackedAdmin(admin.ModelAdmin):
         class ValidatingForm(form):
             def clean(self):
                 cleaned = super().clean()
+                for name, empty in (("labels", {}), ("routes", [])):
+                    if name in cleaned and cleaned[name] is None:
+                        cleaned[name] = empty
                 if self.errors:
                     return cleaned
+                instance = self.instance if self.instance.pk else None
                 try:
-                    admin_self.validate(cleaned, self.instance if self.instance.pk else None)
-                except SpecInvalid as exc:
+                    normalised = admin_self.validate(cleaned, instance)
+                except validation.SpecInvalid as exc:
                     for field, msgs in exc.fields.items():
                         target = field if field in self.fields else None
+                        label = validation.WIRE_NAMES.get(field, field)
                         for msg in msgs:
-                            self.add_error(target, msg)
+                            self.add_error(target, msg if target else f"{label}: {msg}")
                 except IPAMError as exc:
                     self.add_error(None, exc.message)
+                else:
+                    if not cleaned.get("ip_version"):
+                        cleaned["ip_version"] = normalised["ip_version"]
                 return cleaned
 
         return ValidatingForm
 
-    def validate(self, cleaned, instance):
-        raise NotImplementedError
+    def validate(self, cleaned: dict, instance) -> dict:
+        """Run the shared validation on the form's values merged over the stored spec; returns the clean spec."""
+        spec = {name: cleaned[name] for name in self.spec_fields if name in cleaned}
+        if instance is not None:
+            spec = {name: getattr(instance, name) for name in self.spec_fields} | spec
+        spec["ip_version"] = spec.get("ip_version") or None
+        return type(self).clean_spec(spec, instance=instance)
 
     def spec_from(self, obj):
         return {name: getattr(obj, name) for name in self.spec_fields}
@@ -72,19 +181,17 @@ class ServiceBackedAdmin(admin.ModelAdmin):
         if change:
             saved = type(self).update_service(**{self.instance_kwarg: obj}, spec=self.spec_from(obj), labels=obj.labels)
         else:
-            saved = type(self).create_service(tenant=obj.tenant, name=obj.name, spec=self.spec_from(obj),
-                                              labels=obj.labels)
+            saved = type(self).create_service(
+                tenant=obj.tenant, name=obj.name, spec=self.spec_from(obj), labels=obj.labels
+            )
         obj.pk = saved.pk
 
-    def delete_model(self, request, obj):
-        try:
-            type(self).delete_service(**{self.instance_kwarg: obj})
-        except IPAMError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
+    def delete_service_call(self, obj):
+        type(self).delete_service(**{self.instance_kwarg: obj})
 
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+    @admin.display(description="history")
+    def history(self, obj):
+        return change_history_link(obj)
 
 
 class AllocationInline(admin.TabularInline):
@@ -106,28 +213,24 @@ class IPPoolAdmin(ServiceBackedAdmin):
         "name", "tenant", "ip_version", "subnet", "allocated", "total", "utilization", "default", "disable",
         "owner_subnet",
     )
-    list_filter = ("ip_version", "default", "disable", "tenant", "owner_subnet")
-    search_fields = ("name", "subnet")
+    list_filter = ("ip_version", "default", "disable", "terminating", "tenant", "owner_subnet")
+    search_fields = ("name", "subnet", "ips")
     readonly_fields = ("owner_subnet", "generation", "created_at", "updated_at")
     exclude = ("scan_from", "fresh_exhausted", "k8s_uid", "k8s_resource_version", "synced_generation", "terminating",
                "auto_app_uid", "auto_interface", "annotations")
     inlines = [AllocationInline]
     spec_fields = tuple(services.POOL_FIELDS)
+    list_fields = ("ips", "exclude_ips", "namespace_name", "node_name", "multus_name")
     instance_kwarg = "pool"
     create_service = staticmethod(services.ippool_create)
     update_service = staticmethod(services.ippool_update)
     delete_service = staticmethod(services.ippool_delete)
+    clean_spec = staticmethod(validation.ippool_clean)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_alloc=Count("allocations")).select_related("tenant")
-
-    def validate(self, cleaned, instance):
-        from spiderweb.ipam.validation import ippool_clean
-
-        spec = {name: cleaned.get(name) for name in self.spec_fields if name in cleaned}
-        if instance is not None:
-            spec = {name: getattr(instance, name) for name in self.spec_fields} | spec
-        ippool_clean(spec, instance=instance)
+        return super().get_queryset(request).annotate(n_alloc=Count("allocations")).select_related(
+            "tenant", "owner_subnet"
+        )
 
     @admin.display(description="allocated", ordering="n_alloc")
     def allocated(self, obj):
@@ -139,70 +242,83 @@ class IPPoolAdmin(ServiceBackedAdmin):
 
     @admin.display(description="utilization")
     def utilization(self, obj):
-        return _bar(obj.n_alloc, obj.total_ip_count)
+        return utilization_bar(obj.n_alloc, obj.total_ip_count)
 
 
 @admin.register(Subnet)
 class SubnetAdmin(ServiceBackedAdmin):
-    list_display = ("name", "tenant", "ip_version", "subnet", "gateway", "pools", "total")
-    list_filter = ("ip_version", "tenant")
+    list_display = ("name", "tenant", "ip_version", "subnet", "gateway", "pools", "allocated", "total", "utilization")
+    list_filter = ("ip_version", "terminating", "tenant")
     search_fields = ("name", "subnet")
     readonly_fields = ("generation", "created_at", "updated_at")
     exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
     spec_fields = tuple(services.SUBNET_FIELDS)
+    list_fields = ("ips", "exclude_ips")
     instance_kwarg = "subnet"
     create_service = staticmethod(services.subnet_create)
     update_service = staticmethod(services.subnet_update)
     delete_service = staticmethod(services.subnet_delete)
+    clean_spec = staticmethod(validation.subnet_clean)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_pools=Count("pools"))
-
-    def validate(self, cleaned, instance):
-        from spiderweb.ipam.validation import subnet_clean
-
-        spec = {name: cleaned.get(name) for name in self.spec_fields if name in cleaned}
-        if instance is not None:
-            spec = {name: getattr(instance, name) for name in self.spec_fields} | spec
-        subnet_clean(spec, instance=instance)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_pools=Count("pools", distinct=True), n_alloc=Count("pools__allocations", distinct=True))
+            .select_related("tenant")
+        )
 
     @admin.display(description="pools", ordering="n_pools")
     def pools(self, obj):
         return obj.n_pools
 
+    @admin.display(description="allocated", ordering="n_alloc")
+    def allocated(self, obj):
+        return obj.n_alloc
+
     @admin.display(description="total IPs")
     def total(self, obj):
         return obj.total_ip_count
 
+    @admin.display(description="utilization")
+    def utilization(self, obj):
+        return utilization_bar(obj.n_alloc, obj.total_ip_count)
+
 
 @admin.register(ReservedIP)
 class ReservedIPAdmin(ServiceBackedAdmin):
-    list_display = ("name", "tenant", "ip_version", "ips_text")
-    list_filter = ("ip_version", "tenant")
-    search_fields = ("name",)
+    list_display = ("name", "tenant", "ip_version", "ips_text", "count")
+    list_filter = ("ip_version", "terminating", "tenant")
+    search_fields = ("name", "ips")
     readonly_fields = ("generation", "created_at", "updated_at")
     exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
     spec_fields = tuple(services.RESERVED_FIELDS)
+    list_fields = ("ips",)
     instance_kwarg = "reserved"
     create_service = staticmethod(services.reservedip_create)
     update_service = staticmethod(services.reservedip_update)
     delete_service = staticmethod(services.reservedip_delete)
+    clean_spec = staticmethod(validation.reservedip_clean)
 
-    def validate(self, cleaned, instance):
-        from spiderweb.ipam.validation import reservedip_clean
-
-        reservedip_clean({"ips": cleaned.get("ips"), "ip_version": cleaned.get("ip_version")}, instance=instance)
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tenant")
 
     @admin.display(description="IPs")
     def ips_text(self, obj):
         return ", ".join(obj.ips)
 
+    @admin.display(description="addresses")
+    def count(self, obj):
+        return obj.ranges.count()
+
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
+    """SpiderEndpoints are written by the allocator only: read-only here."""
+
     list_display = ("__str__", "uid", "node", "owner_kind", "owner_name", "n_alloc", "updated_at")
     list_filter = ("owner_kind", "node")
-    search_fields = ("namespace", "name", "uid")
+    search_fields = ("namespace", "name", "uid", "owner_name")
     readonly_fields = [f.name for f in Endpoint._meta.fields]
     inlines = [AllocationInline]
 
@@ -216,27 +332,47 @@ class EndpointAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Allocation)
 class AllocationAdmin(admin.ModelAdmin):
-    list_display = ("address", "prefix_length", "pool", "endpoint", "interface", "node", "created_at")
+    """Live allocations, read-only; "Release selected addresses" frees them and closes their history."""
+
+    list_display = ("address", "prefix_length", "pool", "endpoint", "interface", "node", "created_at", "history_link")
     list_filter = ("ip_version", "pool", "node")
     search_fields = ("address", "endpoint__name", "endpoint__namespace", "pod_uid")
-    readonly_fields = [f.name for f in Allocation._meta.fields]
+    readonly_fields = [f.name for f in Allocation._meta.fields] + ["history_link"]
+    list_select_related = ("pool", "endpoint")
     actions = ["release_selected"]
 
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
     def has_delete_permission(self, request, obj=None):
         return False  # release (below) keeps history and LRU order; a raw delete would not
 
-    @admin.action(description="Release selected addresses", permissions=["change"])
+    def has_release_permission(self, request):
+        return request.user.is_staff and request.user.has_perm("ipam.change_allocation")
+
+    @admin.action(description="Release selected addresses", permissions=["release"])
     def release_selected(self, request, queryset):
         released = []
         for row in queryset:
             released += allocation.allocation_release(allocation=row, reason=f"admin:{request.user}")
         self.message_user(request, f"Released {len(released)} address(es): {', '.join(released[:10])}")
+
+    @admin.display(description="history")
+    def history_link(self, obj):
+        url = reverse("admin:ipam_addresshistory_changelist")
+        return format_html('<a href="{}?{}">Address history</a>', url, urlencode({"address": obj.address}))
 
 
 @admin.register(AddressHistory)
@@ -244,7 +380,7 @@ class AddressHistoryAdmin(admin.ModelAdmin):
     list_display = ("address", "pool_name", "pod_namespace", "pod_name", "interface", "node", "allocated_at",
                     "released_at", "release_reason")
     list_filter = ("ip_version", "release_reason", "pool_name")
-    search_fields = ("address", "pod_name", "pod_uid", "pod_namespace")
+    search_fields = ("address", "pod_name", "pod_uid", "pod_namespace", "container_id")
     date_hierarchy = "allocated_at"
     readonly_fields = [f.name for f in AddressHistory._meta.fields]
 
@@ -254,9 +390,40 @@ class AddressHistoryAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ReleasedAddress)
+class ReleasedAddressAdmin(admin.ModelAdmin):
+    """Bookkeeping of the least-recently-released reuse order: read-only."""
+
+    list_display = ("address", "pool", "released_at")
+    list_filter = ("pool",)
+    list_select_related = ("pool",)
+    readonly_fields = ("pool", "address_key", "released_at")
+
+    @admin.display(description="address")
+    def address(self, obj):
+        from spiderweb.engine.ranges import int_to_ip, key_to_int
+
+        return int_to_ip(key_to_int(obj.address_key), obj.pool.ip_version)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(ClusterSettings)
 class ClusterSettingsAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "enable_ipv4", "enable_ipv6", "enable_spider_subnet", "enable_statefulset",
+                    "updated_at")
+
     def has_add_permission(self, request):
         return not ClusterSettings.objects.exists()
 
@@ -272,15 +439,26 @@ class CoordinatorAdmin(admin.ModelAdmin):
 
 @admin.register(NodeCredential)
 class NodeCredentialAdmin(admin.ModelAdmin):
+    """Node agent credentials. The token is shown once, when issued or rotated; only its hash is stored."""
+
     list_display = ("node_name", "token_prefix", "revoked", "last_used_at", "created_at")
     readonly_fields = ("token_prefix", "token_hash", "last_used_at", "created_by", "created_at", "updated_at")
     list_filter = ("revoked",)
     search_fields = ("node_name",)
+    actions = ["rotate_tokens"]
 
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
             return
-        credential, token = services.node_credential_issue(node_name=obj.node_name, created_by=request.user)
-        obj.pk = credential.pk
-        self.message_user(request, f"Token for {obj.node_name} (shown once): {token}", level=messages.WARNING)
+        self._issue(request, obj.node_name)
+        obj.pk = NodeCredential.objects.get(node_name=obj.node_name).pk
+
+    @admin.action(description="Issue new tokens (the old ones stop working)", permissions=["change"])
+    def rotate_tokens(self, request, queryset):
+        for credential in queryset:
+            self._issue(request, credential.node_name)
+
+    def _issue(self, request, node_name):
+        _, token = services.node_credential_issue(node_name=node_name, created_by=request.user)
+        self.message_user(request, f"Token for {node_name} (shown once): {token}", level=messages.WARNING)

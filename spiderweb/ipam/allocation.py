@@ -17,10 +17,11 @@ Every NIC and family of a request succeeds or none does (no half-allocated dual-
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, IPAMError, NoPoolAvailable, NotFound, Unavailable
@@ -99,55 +100,103 @@ def ippool_allocate(*, request: AllocateRequest) -> dict:
     facts = request.facts
     if not facts.alive:
         raise InvalidInput(f"pod {facts.namespace}/{facts.name} is terminating or finished (dead Pod)")
-    cluster = ClusterSettings.load()
-    existing = _live_allocations(facts.uid)
-    if any(a.interface == request.if_name for a in existing):
-        return allocation_response(existing, cluster)
+    cluster = ClusterSettings.load_cached()
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                _allocate_locked(request, cluster)
+                rows = _allocate_locked(request, cluster)
             break
-        except IntegrityError as exc:
-            # A concurrent request for the same pod or address won the race; the constraint held. Re-read.
+        except (IntegrityError, _StaleCatalog) as exc:
+            # A concurrent request for the same pod or address won the race (the constraint held), or a pool
+            # changed after it was planned with: plan again from fresh data.
             log.info("allocation race for %s/%s (attempt %d): %s", facts.namespace, facts.name, attempt, exc)
             if attempt == MAX_ATTEMPTS:
                 raise Unavailable(f"allocation for pod {facts.namespace}/{facts.name} kept racing; retry") from exc
-    return allocation_response(_live_allocations(facts.uid), cluster)
+    return allocation_response(rows, cluster)
+
+
+class _StaleCatalog(Exception):
+    """The cached pool catalog disagreed with the locked rows; retry with fresh data."""
+
+
+_pool_catalog_cache: dict = {}
+POOL_CATALOG_TTL = 1.0
+
+
+def _pool_catalog() -> tuple[dict[str, IPPool], bool]:
+    """Every pool, cached per process for POOL_CATALOG_TTL seconds, for planning only.
+
+    The rows that allocation acts on are re-read under their row locks, and their `generation` must equal the
+    cached one, so a stale cache can only cost a retry, never a wrong allocation. A pool created less than
+    a second ago may not be a candidate yet.
+    """
+    now = time.monotonic()
+    if _pool_catalog_cache.get("at", -1e9) + POOL_CATALOG_TTL >= now:
+        return _pool_catalog_cache["pools"], True
+    pools = {p.name: p for p in IPPool.objects.select_related("owner_subnet")}
+    _pool_catalog_cache.update(pools=pools, at=now)
+    return pools, False
+
+
+def pool_catalog_invalidate() -> None:
+    _pool_catalog_cache.clear()
 
 
 def _live_allocations(pod_uid: str) -> list[Allocation]:
     return list(Allocation.objects.filter(pod_uid=pod_uid).select_related("pool").order_by("interface", "ip_version"))
 
 
-def _allocate_locked(request: AllocateRequest, cluster: ClusterSettings, trace: list | None = None) -> None:
+def _allocate_locked(
+    request: AllocateRequest, cluster: ClusterSettings, trace: list | None = None
+) -> list[Allocation]:
+    """Everything under one transaction; returns every live allocation of the pod."""
     facts = request.facts
     endpoint = Endpoint.objects.select_for_update().filter(namespace=facts.namespace, name=facts.name).first()
-    pools = {p.name: p for p in IPPool.objects.all()}
+    held_rows: list[Allocation] = []
+    if endpoint is not None and endpoint.uid == facts.uid:
+        held_rows = list(endpoint.allocations.select_related("pool").order_by("interface", "ip_version"))
+        if any(row.interface == request.if_name for row in held_rows):
+            return held_rows  # idempotent ADD (sandbox re-created, retried request)
+    pools, cached = _pool_catalog()
     views = {name: pool_view(p) for name, p in pools.items()}
-    nics = _plan(request, cluster, pools)
+    try:
+        nics = _plan(request, cluster, pools)
+        plan = _filter_candidates(request, nics, views, trace)
+    except NotFound:
+        if not cached:
+            raise
+        pool_catalog_invalidate()  # the pool may be younger than the cache: plan again from fresh data
+        raise _StaleCatalog("a named pool is not in the cached catalog") from None
 
     if endpoint is not None and endpoint.uid != facts.uid:
         if is_static_owner(facts.owner.kind, cluster) and endpoint.owner_kind == facts.owner.kind:
             if _static_rebind(endpoint, request, nics):
-                return
+                return _live_allocations(facts.uid)
         else:
             # Same name, new pod (stateless): the old incarnation is gone, its addresses can go now.
-            _release_rows(list(endpoint.allocations.select_related("pool")), reason="pod-recreated")
+            old = list(endpoint.allocations.select_related("pool"))
+            _release_rows(old, reason="pod-recreated", endpoint=endpoint)
     endpoint = _endpoint_upsert(endpoint, facts)
-    held = {(a.interface, a.ip_version) for a in endpoint.allocations.filter(pod_uid=facts.uid)}
-    if any(nic == request.if_name for nic, _ in held):
-        return  # a parallel request for this pod finished first
+    held = {(a.interface, a.ip_version) for a in held_rows}
+    plan = [(nic, version, names) for nic, version, names in plan if (nic.interface, version) not in held]
+    if not plan:
+        raise NoPoolAvailable(f"no IP family is enabled or configured for {request.if_name}")
+    new_rows = _lock_and_take(request, endpoint, plan, pools, trace)
+    return sorted(held_rows + new_rows, key=lambda r: (r.interface, r.ip_version))
 
+
+def _filter_candidates(request, nics, views, trace) -> list[tuple[NicRequest, int, list[str]]]:
+    """Affinity filtering and specificity order for every (NIC, family); explains every rejection."""
+    facts = request.facts
     plan: list[tuple[NicRequest, int, list[str]]] = []
     for nic in nics:
         for version, names in ((4, nic.v4), (6, nic.v6)):
-            if not names or (nic.interface, version) in held:
+            if not names:
                 continue
             nad = multus_network_for_nic(
                 facts,
                 nic.interface,
-                first_nic=request.if_name if nic.rule != "ippools" else "eth0",
+                first_nic="eth0",
                 spiderpool_namespace=django_settings.SPIDERWEB_NAMESPACE,
                 cluster_network=request.cluster_network,
             )
@@ -172,15 +221,23 @@ def _allocate_locked(request: AllocateRequest, cluster: ClusterSettings, trace: 
                     details={"interface": nic.interface, "version": version, "candidates": reasons},
                 )
             plan.append((nic, version, accepted))
-    if not plan:
-        raise NoPoolAvailable(f"no IP family is enabled or configured for {request.if_name}")
+    return plan
 
-    locked = {
-        p.pk: p
-        for p in IPPool.objects.select_for_update().filter(pk__in={pools[n].pk for _, _, ns in plan for n in ns}).order_by("pk")
-    }
-    by_name = {p.name: p for p in locked.values()}
+
+def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
+    """Lock every candidate pool in primary-key order, take one address per (NIC, family), insert the rows.
+
+    Reservations are read before the lock so the lock is held for as few statements as possible; the locked
+    rows must carry the generation the plan was made with (else the plan is redone).
+    """
+    facts = request.facts
     blocked = {v: reserved_ranges(v) for v in {version for _, version, _ in plan}}
+    wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
+    locked = list(IPPool.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    if len(locked) != len(wanted) or any(p.generation != wanted[p.pk] for p in locked):
+        pool_catalog_invalidate()
+        raise _StaleCatalog("a candidate pool changed while planning")
+    by_name = {p.name: p for p in locked}
     annotation_routes = _annotation_routes(facts)
     now = timezone.now()
     new_rows: list[Allocation] = []
@@ -195,10 +252,12 @@ def _allocate_locked(request: AllocateRequest, cluster: ClusterSettings, trace: 
             if number is None:
                 tried.append(_Candidate(name, reason))
                 continue
-            new_rows.append(_new_allocation(pool, number, nic, version, endpoint, request, annotation_routes))
+            row = _new_allocation(pool, number, nic, version, endpoint, request, annotation_routes)
+            row.bound_at = now
+            new_rows.append(row)
             if trace is not None:
                 _trace_entry(trace, nic.interface, version)["tried"] = [c.__dict__ for c in tried] + [
-                    {"pool": name, "reason": f"serves {new_rows[-1].address}"}
+                    {"pool": name, "reason": f"serves {row.address}"}
                 ]
             break
         else:
@@ -208,29 +267,10 @@ def _allocate_locked(request: AllocateRequest, cluster: ClusterSettings, trace: 
                 + ", ".join(f"{c.pool} ({c.reason})" for c in tried),
                 details={"interface": nic.interface, "version": version, "candidates": details},
             )
-    history = AddressHistory.objects.bulk_create(
-        [
-            AddressHistory(
-                pool=row.pool,
-                pool_name=row.pool.name,
-                ip_version=row.ip_version,
-                address=row.address,
-                pod_namespace=facts.namespace,
-                pod_name=facts.name,
-                pod_uid=facts.uid,
-                node=facts.node,
-                interface=row.interface,
-                container_id=request.container_id,
-                allocated_at=now,
-            )
-            for row in new_rows
-        ]
-    )
-    for row, entry in zip(new_rows, history, strict=True):
-        row.history = entry
     Allocation.objects.bulk_create(new_rows)
     for pool in {row.pool_id: row.pool for row in new_rows}.values():
         IPPool.objects.filter(pk=pool.pk).update(scan_from=pool.scan_from, fresh_exhausted=pool.fresh_exhausted)
+    return new_rows
 
 
 def _trace_entry(trace: list, interface: str, version: int) -> dict:
@@ -242,13 +282,13 @@ def ippool_explain(*, request: AllocateRequest) -> dict:
 
     Says which pool would serve each NIC and family, and why every other candidate was rejected or skipped.
     """
-    cluster = ClusterSettings.load()
+    cluster = ClusterSettings.load_cached()
     trace: list = []
     result: dict = {"ok": True}
     with transaction.atomic():
         try:
-            _allocate_locked(request, cluster, trace)
-            result["response"] = allocation_response(_live_allocations(request.facts.uid), cluster)
+            rows = _allocate_locked(request, cluster, trace)
+            result["response"] = allocation_response(rows, cluster)
         except IPAMError as exc:
             result = {"ok": False, "error": exc.to_dict()}
         transaction.set_rollback(True)
@@ -344,15 +384,14 @@ def _static_rebind(endpoint: Endpoint, request: AllocateRequest, nics: list[NicR
             r for r in rows if r.interface == request.if_name and r.pool.name not in wanted.get((r.interface, r.ip_version), set())
         ]
         if outdated:
-            _release_rows(outdated, reason="outdated-pool")
+            _release_rows(outdated, reason="outdated-pool", endpoint=endpoint)
             rows = [r for r in rows if r not in outdated]
     if not any(r.interface == request.if_name for r in rows):
         return False
+    now = timezone.now()
+    _history_close(rows, endpoint, reason="rebound-to-new-pod", now=now)
     Allocation.objects.filter(pk__in=[r.pk for r in rows]).update(
-        pod_uid=facts.uid, container_id=request.container_id, node=facts.node
-    )
-    AddressHistory.objects.filter(pk__in=[r.history_id for r in rows if r.history_id]).update(
-        pod_uid=facts.uid, node=facts.node, container_id=request.container_id
+        pod_uid=facts.uid, container_id=request.container_id, node=facts.node, bound_at=now
     )
     _endpoint_upsert(endpoint, facts)
     return True
@@ -448,22 +487,9 @@ def _fresh_address(pool: IPPool, free: RangeSet) -> int | None:
     candidate = free.first_at_or_after(key_to_int(pool.scan_from)) if pool.scan_from else free.first()
     while candidate is not None:
         key = address_key(candidate, version)
-        live = list(
-            Allocation.objects.filter(pool=pool, address_key__gte=key)
-            .order_by("address_key")
-            .values_list("address_key", flat=True)[:SCAN_BATCH]
-        )
-        released = list(
-            ReleasedAddress.objects.filter(pool=pool, address_key__gte=key)
-            .order_by("address_key")
-            .values_list("address_key", flat=True)[:SCAN_BATCH]
-        )
-        horizon = None
-        for batch in (live, released):
-            if len(batch) == SCAN_BATCH:
-                last = key_to_int(batch[-1])
-                horizon = last if horizon is None else min(horizon, last)
-        used = sorted({key_to_int(k) for k in live} | {key_to_int(k) for k in released})
+        batch = _used_keys_from(pool.pk, key)
+        horizon = key_to_int(batch[-1]) if len(batch) == SCAN_BATCH else None
+        used = sorted({key_to_int(k) for k in batch})
         for number in used:
             if horizon is not None and number > horizon:
                 break
@@ -478,6 +504,20 @@ def _fresh_address(pool: IPPool, free: RangeSet) -> int | None:
             return candidate
         # Everything up to the horizon was used; look at the next batch from the current candidate.
     return None
+
+
+def _used_keys_from(pool_id: int, key: str) -> list[str]:
+    """The SCAN_BATCH lowest keys ≥ key that are live or released in the pool, in one index-ordered query."""
+    live = Allocation.objects.filter(pool_id=pool_id, address_key__gte=key).order_by("address_key")
+    released = ReleasedAddress.objects.filter(pool_id=pool_id, address_key__gte=key).order_by("address_key")
+    if not connection.features.supports_slicing_ordering_in_compound:  # SQLite: two queries
+        keys = list(live.values_list("address_key", flat=True)[:SCAN_BATCH])
+        keys += released.values_list("address_key", flat=True)[:SCAN_BATCH]
+        return sorted(keys)[:SCAN_BATCH]
+    union = live.values_list("address_key")[:SCAN_BATCH].union(
+        released.values_list("address_key")[:SCAN_BATCH], all=True
+    )
+    return sorted(k for (k,) in union)[:SCAN_BATCH]
 
 
 def _recycled_address(pool: IPPool, free: RangeSet) -> int | None:
@@ -510,13 +550,13 @@ def ippool_release(*, namespace: str, name: str, pod_uid: str, reason: str, node
     """
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().filter(namespace=namespace, name=name).first()
-        rows = Allocation.objects.filter(pod_uid=pod_uid).select_related("pool")
+        if endpoint is None or endpoint.uid != pod_uid:
+            return []  # nothing, or a newer incarnation: a DEL for an old pod must not touch it
+        rows = Allocation.objects.filter(endpoint=endpoint, pod_uid=pod_uid).select_related("pool")
         if node is not None:
             rows = rows.filter(node=node)
-        rows = list(rows)
-        released = _release_rows(rows, reason=reason)
-        if endpoint is not None and endpoint.uid == pod_uid and not endpoint.allocations.exists():
-            endpoint.delete()
+        released = _release_rows(list(rows), reason=reason, endpoint=endpoint)
+        _endpoint_delete_if_empty(endpoint)
     return released
 
 
@@ -525,19 +565,23 @@ def allocation_release(*, allocation: Allocation, reason: str) -> list[str]:
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=allocation.endpoint_id)
         rows = list(Allocation.objects.filter(pk=allocation.pk).select_related("pool"))
-        released = _release_rows(rows, reason=reason)
-        if not endpoint.allocations.exists():
-            endpoint.delete()
+        released = _release_rows(rows, reason=reason, endpoint=endpoint)
+        _endpoint_delete_if_empty(endpoint)
     return released
 
 
-def _release_rows(rows: list[Allocation], *, reason: str) -> list[str]:
-    """Delete live rows under their pools' locks, remember the addresses for LRU reuse, close the history."""
+def _release_rows(rows: list[Allocation], *, reason: str, endpoint: Endpoint | None = None) -> list[str]:
+    """Delete live rows, remember the addresses for least-recently-released reuse, write the history.
+
+    No pool lock is needed: a released address is not live, so no allocation can be choosing it concurrently,
+    and an allocator walking the pool sees the address as used in the live or the released table (each query
+    has its own snapshot, and the row moves from one to the other in one commit). The caller holds the
+    endpoint's row lock.
+    """
     if not rows:
         return []
-    list(IPPool.objects.select_for_update().filter(pk__in={r.pool_id for r in rows}).order_by("pk").values_list("pk"))
     now = timezone.now()
-    deleted = Allocation.objects.filter(pk__in=[r.pk for r in rows]).delete()[0]
+    deleted = Allocation.objects.filter(pk__in=[r.pk for r in rows])._raw_delete(Allocation.objects.db)
     if deleted != len(rows):
         raise Conflict("allocations changed while releasing; retry")
     ReleasedAddress.objects.bulk_create(
@@ -546,10 +590,47 @@ def _release_rows(rows: list[Allocation], *, reason: str) -> list[str]:
         unique_fields=["pool", "address_key"],
         update_fields=["released_at"],
     )
-    AddressHistory.objects.filter(pk__in=[r.history_id for r in rows if r.history_id]).update(
-        released_at=now, release_reason=reason
-    )
+    _history_close(rows, endpoint, reason=reason, now=now)
     return [r.address for r in rows]
+
+
+def _history_close(rows: list[Allocation], endpoint: Endpoint | None, *, reason: str, now) -> None:
+    """Record finished holdings (the live ones are the allocation rows themselves)."""
+    endpoints = {endpoint.pk: endpoint} if endpoint is not None else {}
+    missing = {r.endpoint_id for r in rows} - set(endpoints)
+    endpoints |= {e.pk: e for e in Endpoint.objects.filter(pk__in=missing)}
+    AddressHistory.objects.bulk_create(
+        [
+            AddressHistory(
+                pool_id=r.pool_id,
+                pool_name=r.pool.name,
+                ip_version=r.ip_version,
+                address=r.address,
+                pod_namespace=endpoints[r.endpoint_id].namespace,
+                pod_name=endpoints[r.endpoint_id].name,
+                pod_uid=r.pod_uid,
+                node=r.node,
+                interface=r.interface,
+                container_id=r.container_id,
+                allocated_at=r.bound_at,
+                released_at=now,
+                release_reason=reason,
+            )
+            for r in rows
+        ]
+    )
+
+
+def _endpoint_delete_if_empty(endpoint: Endpoint) -> None:
+    """Drop the endpoint when it holds nothing more, in one statement (no ORM delete collector)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM ipam_endpoint WHERE id = %s AND NOT EXISTS "
+            "(SELECT 1 FROM ipam_allocation WHERE endpoint_id = %s)",
+            [endpoint.pk, endpoint.pk],
+        )
 
 
 def endpoint_get(*, namespace: str, name: str) -> Endpoint:

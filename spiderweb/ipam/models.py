@@ -5,12 +5,14 @@ are stored as canonical range strings (`["10.0.0.1-10.0.0.9"]`) and turned into 
 needed; nothing expands a range into rows except actual allocations.
 """
 
+import time
 from functools import cached_property
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from spiderweb.engine.ranges import RangeSet, parse_cidr
 from spiderweb.tenancy.models import Tenant
@@ -159,7 +161,11 @@ class Endpoint(TimestampedModel):
 
 
 class AddressHistory(models.Model):
-    """Who held an address, from when to when. Survives pool and endpoint deletion."""
+    """A finished holding: who held an address, from when to when. Survives pool and endpoint deletion.
+
+    Written when the holding ends (release, or a StatefulSet pod re-bound to a new UID); the holding in progress
+    is the live `Allocation` row itself, so the allocation hot path writes no history row.
+    """
 
     pool = models.ForeignKey(IPPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     pool_name = models.CharField(max_length=253)
@@ -202,8 +208,8 @@ class Allocation(models.Model):
     routes = models.JSONField(default=list, blank=True)
     vlan = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(4094)])
     mac = models.CharField(max_length=17, blank=True)
-    history = models.ForeignKey(AddressHistory, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    bound_at = models.DateTimeField(default=timezone.now, help_text="Since when the current pod UID holds it.")
 
     class Meta:
         ordering = ["pool_id", "address_key"]
@@ -235,6 +241,9 @@ class ReleasedAddress(models.Model):
         indexes = [models.Index(fields=["pool", "released_at"], name="released_pool_time_idx")]
 
 
+_settings_cache: dict = {}
+
+
 class ClusterSettings(models.Model):
     """Spiderpool's `spiderpool-conf` ConfigMap: cluster-wide switches. A single row (pk=1)."""
 
@@ -263,6 +272,24 @@ class ClusterSettings(models.Model):
     def load(cls) -> "ClusterSettings":
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+    @classmethod
+    def load_cached(cls, ttl: float = 1.0) -> "ClusterSettings":
+        """The allocation hot path reads the switches at most once per `ttl` seconds per process."""
+        now = time.monotonic()
+        cached = _settings_cache.get("value")
+        if cached is None or now - _settings_cache["at"] > ttl:
+            cached = cls.load()
+            _settings_cache.update(value=cached, at=now)
+        return cached
+
+    @staticmethod
+    def invalidate_cache() -> None:
+        _settings_cache.clear()
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        self.invalidate_cache()
 
     @property
     def families(self) -> frozenset[int]:

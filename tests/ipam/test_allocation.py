@@ -130,6 +130,7 @@ def test_disabled_family_is_dropped():
     f.pool("v4", "10.1.0.0/24", ["10.1.0.10"])
     f.pool("v6", "fd00::/64", ["fd00::10"])
     ClusterSettings.objects.filter(pk=1).update(enable_ipv6=False)
+    ClusterSettings.invalidate_cache()
     result = f.allocate(f.facts(annotations=ann(ipv4=["v4"], ipv6=["v6"])))
     assert addresses(result) == ["10.1.0.10/24"]
 

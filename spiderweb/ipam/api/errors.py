@@ -2,7 +2,9 @@
 
 import logging
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
+from django.db.models import ProtectedError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -29,22 +31,47 @@ HTTP_STATUS = {
 
 
 def ipam_error_response(exc: IPAMError) -> Response:
+    """`{code, message, details}`; a `SpecInvalid` also gets DRF-style `{field: [messages]}` keys.
+
+    Field names are the ones the caller used (camelCase, as in the CRDs), both at the top level and in
+    `details.fields`.
+    """
     body = exc.to_dict()
     if isinstance(exc, SpecInvalid):
-        # DRF-style field errors, keyed by the names the caller used (camelCase, as in the CRDs).
-        for field, messages in exc.fields.items():
-            body[WIRE_NAMES.get(field, field)] = messages
-    return Response(body, status=HTTP_STATUS.get(exc.code, 500))
+        wire_fields = {WIRE_NAMES.get(field, field): list(messages) for field, messages in exc.fields.items()}
+        body["details"] = {**body["details"], "fields": wire_fields}
+        body.update(wire_fields)
+    return Response(body, status=HTTP_STATUS.get(exc.code, status.HTTP_500_INTERNAL_SERVER_ERROR))
 
 
 def exception_handler(exc, context):
-    """IPAM errors keep their code and explanation; a constraint violation is a 409, never a 500."""
+    """IPAM errors keep their code and explanation; constraint violations are 409s and model errors 400s, not 500s."""
     if isinstance(exc, IPAMError):
         return ipam_error_response(exc)
+    if isinstance(exc, ProtectedError):
+        holders = sorted({str(obj) for obj in exc.protected_objects})[:20]
+        return Response(
+            {
+                "code": "conflict",
+                "message": f"still referenced by {', '.join(holders)}",
+                "details": {"holders": holders},
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, IntegrityError):
         log.warning("constraint violation reached the API: %s", exc)
         return Response(
-            {"code": "conflict", "message": "the change conflicts with existing data; reload and retry"},
+            {"code": "conflict", "message": "the change conflicts with existing data; reload and retry", "details": {}},
             status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            fields = {WIRE_NAMES.get(k, k): [m for e in v for m in e.messages] for k, v in exc.error_dict.items()}
+        else:
+            fields = {"non_field_errors": exc.messages}
+        message = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
+        return Response(
+            {"code": "invalid_input", "message": message, "details": {"fields": fields}, **fields},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     return drf_exception_handler(exc, context)

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from spiderweb.changelog.context import Actor, acting_as
-from spiderweb.engine.errors import Forbidden, InvalidInput, IPAMError, NotFound
+from spiderweb.engine.errors import Forbidden, InvalidInput, IPAMError, NotFound, Unavailable
 from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, services
@@ -189,7 +189,7 @@ class CoordinatorConfigView(NodeView):
         if coordinator is None:
             raise NotFound("no SpiderCoordinator 'default' exists")
         if coordinator.phase != "Synced":
-            raise IPAMError(f"SpiderCoordinator default is {coordinator.phase}: {coordinator.reason}")
+            raise Unavailable(f"SpiderCoordinator default is {coordinator.phase}: {coordinator.reason}")
         return Response(
             {
                 "mode": coordinator.mode,

@@ -53,6 +53,35 @@ class UtilizationSerializer(serializers.Serializer):
     utilization = serializers.FloatField(help_text="Percent of usable (total − reserved) addresses allocated.")
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": "A Kubernetes LabelSelector: matchLabels and/or matchExpressions.",
+        "properties": {
+            "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "matchExpressions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                        "values": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["key", "operator"],
+                },
+            },
+        },
+    }
+)
+class LabelSelectorField(serializers.JSONField):
+    """A LabelSelector as JSON; its rules are checked by `validation` (one place for the webhook rules)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+
 def _ip_list(source=None, **kwargs):
     """A list of IP range strings (`10.6.0.10-10.6.0.99` or `10.6.0.5`)."""
     if source is not None:
@@ -121,10 +150,10 @@ class SubnetSerializer(RangeSpecSerializer):
 class IPPoolSerializer(RangeSpecSerializer):
     """A SpiderIPPool."""
 
-    podAffinity = serializers.JSONField(source="pod_affinity", required=False, allow_null=True)
-    namespaceAffinity = serializers.JSONField(source="namespace_affinity", required=False, allow_null=True)
+    podAffinity = LabelSelectorField(source="pod_affinity")
+    namespaceAffinity = LabelSelectorField(source="namespace_affinity")
     namespaceName = _name_list("namespace_name")
-    nodeAffinity = serializers.JSONField(source="node_affinity", required=False, allow_null=True)
+    nodeAffinity = LabelSelectorField(source="node_affinity")
     nodeName = _name_list("node_name")
     multusName = _name_list("multus_name")
     default = serializers.BooleanField(required=False)

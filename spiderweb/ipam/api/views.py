@@ -1,25 +1,38 @@
-"""Public REST API (`/api/v1/`): thin views that read through `selectors` and write through `services`."""
+"""Public REST API (`/api/v1/`): thin views that read through `selectors` and write through `services`.
+
+Every queryset is scoped to the caller's tenants (staff see all), so another tenant's object is a 404, never a 403.
+Field names, filter names and ordering keys are camelCase, as in the Spiderpool CRDs.
+"""
+
+import re
 
 import django_filters
 from django.db import transaction
+from django.db.models import Prefetch
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import filters, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from spiderweb.changelog.context import acting_as, actor_for_user
+from spiderweb.changelog.models import ObjectChange
 from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, selectors, services
 from spiderweb.ipam.api import serializers as s
+from spiderweb.ipam.api.errors import HTTP_STATUS
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
 from spiderweb.tenancy.selectors import tenant_list_for_user
 
+FILTER_BACKENDS = [DjangoFilterBackend, filters.SearchFilter]  # ordering: each FilterSet's camelCase `ordering`
+
 
 class ActorMixin:
-    """Token-authenticated users are only known here (not in middleware): bind the change-log actor."""
+    """Bind the change-log actor to the API user, whichever way they authenticated (token users are only known
+    inside the view, not in the middleware), with the request id the middleware returns in X-Request-ID."""
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -29,8 +42,8 @@ class ActorMixin:
     def finalize_response(self, request, response, *args, **kwargs):
         cm = getattr(self, "_actor_cm", None)
         if cm is not None:
-            cm.__exit__(None, None, None)
             self._actor_cm = None
+            cm.__exit__(None, None, None)
         return super().finalize_response(request, response, *args, **kwargs)
 
 
@@ -38,24 +51,121 @@ def _spec(validated: dict, fields) -> dict:
     return {name: validated[name] for name in fields if name in validated}
 
 
-class IPPoolFilter(django_filters.FilterSet):
+# ------------------------------------------------------------------------------------------------------ filters
+
+
+class TenantFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter()
+    name__icontains = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    ordering = django_filters.OrderingFilter(fields=(("name", "name"), ("created_at", "createdAt")))
+
+    class Meta:
+        model = Tenant
+        fields = []
+
+
+class MirroredFilter(django_filters.FilterSet):
+    """name, name__icontains, tenant (by name), ipVersion and camelCase ordering."""
+
+    name = django_filters.CharFilter()
+    name__icontains = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
     tenant = django_filters.CharFilter(field_name="tenant__name")
-    subnet = django_filters.CharFilter()
     ipVersion = django_filters.NumberFilter(field_name="ip_version")
+    ordering = django_filters.OrderingFilter(
+        fields=(("name", "name"), ("ip_version", "ipVersion"), ("created_at", "createdAt"), ("updated_at", "updatedAt"))
+    )
+
+
+class SubnetFilter(MirroredFilter):
+    subnet = django_filters.CharFilter()
+
+    class Meta:
+        model = Subnet
+        fields = []
+
+
+class IPPoolFilter(MirroredFilter):
+    subnet = django_filters.CharFilter()
     ownerSubnet = django_filters.CharFilter(field_name="owner_subnet__name")
+    default = django_filters.BooleanFilter()
+    disable = django_filters.BooleanFilter()
 
     class Meta:
         model = IPPool
-        fields = {"name": ["exact", "icontains"], "default": ["exact"], "disable": ["exact"]}
+        fields = []
+
+
+class ReservedIPFilter(MirroredFilter):
+    class Meta:
+        model = ReservedIP
+        fields = []
+
+
+class EndpointFilter(django_filters.FilterSet):
+    namespace = django_filters.CharFilter()
+    name = django_filters.CharFilter()
+    uid = django_filters.CharFilter()
+    node = django_filters.CharFilter()
+    ownerControllerType = django_filters.CharFilter(field_name="owner_kind")
+    ownerControllerName = django_filters.CharFilter(field_name="owner_name")
+
+    class Meta:
+        model = Endpoint
+        fields = []
+
+
+class AllocationFilter(django_filters.FilterSet):
+    pool = django_filters.CharFilter(field_name="pool__name")
+    namespace = django_filters.CharFilter(field_name="endpoint__namespace")
+    pod = django_filters.CharFilter(field_name="endpoint__name")
+    address = django_filters.CharFilter()
+    ipVersion = django_filters.NumberFilter(field_name="ip_version")
+    interface = django_filters.CharFilter()
+    node = django_filters.CharFilter()
+    podUID = django_filters.CharFilter(field_name="pod_uid")
+    ordering = django_filters.OrderingFilter(fields=(("address_key", "address"), ("created_at", "createdAt")))
+
+    class Meta:
+        model = Allocation
+        fields = []
+
+
+class AddressHistoryFilter(django_filters.FilterSet):
+    address = django_filters.CharFilter()
+    pool = django_filters.CharFilter(field_name="pool_name")
+    podNamespace = django_filters.CharFilter(field_name="pod_namespace")
+    podName = django_filters.CharFilter(field_name="pod_name")
+    podUID = django_filters.CharFilter(field_name="pod_uid")
+    node = django_filters.CharFilter()
+    released = django_filters.BooleanFilter(field_name="released_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = AddressHistory
+        fields = []
+
+
+class ObjectChangeFilter(django_filters.FilterSet):
+    action = django_filters.ChoiceFilter(choices=ObjectChange.Action.choices)
+    objectType = django_filters.CharFilter(field_name="object_type")
+    objectID = django_filters.NumberFilter(field_name="object_id")
+    userName = django_filters.CharFilter(field_name="user_name")
+    requestID = django_filters.UUIDFilter(field_name="request_id")
+
+    class Meta:
+        model = ObjectChange
+        fields = []
+
+
+# ------------------------------------------------------------------------------------------ tenant-owned objects
 
 
 class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
     """SpiderIPPools of your tenants. DELETE is refused (409) while the pool holds allocations."""
 
     serializer_class = s.IPPoolSerializer
+    filter_backends = FILTER_BACKENDS
     filterset_class = IPPoolFilter
     search_fields = ["name", "subnet"]
-    ordering_fields = ["name", "subnet", "created_at"]
 
     def get_queryset(self):
         return selectors.ippool_list_for_user(self.request.user)
@@ -77,7 +187,7 @@ class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance):
         services.ippool_delete(pool=instance)
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=s.UtilizationSerializer)
     @action(detail=True, methods=["get"])
     def utilization(self, request, pk=None):
         """Total, reserved, allocated and free addresses of the pool."""
@@ -85,12 +195,12 @@ class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
 
 
 class SubnetViewSet(ActorMixin, viewsets.ModelViewSet):
-    """SpiderSubnets of your tenants."""
+    """SpiderSubnets of your tenants. DELETE is refused (409) while the subnet controls pools."""
 
     serializer_class = s.SubnetSerializer
-    filterset_fields = {"name": ["exact", "icontains"], "ip_version": ["exact"], "subnet": ["exact"]}
+    filter_backends = FILTER_BACKENDS
+    filterset_class = SubnetFilter
     search_fields = ["name", "subnet"]
-    ordering_fields = ["name", "subnet", "created_at"]
 
     def get_queryset(self):
         return selectors.subnet_list_for_user(self.request.user)
@@ -98,7 +208,8 @@ class SubnetViewSet(ActorMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         subnet = services.subnet_create(
-            tenant=data["tenant"], name=data["name"], spec=_spec(data, services.SUBNET_FIELDS), labels=data.get("labels")
+            tenant=data["tenant"], name=data["name"], spec=_spec(data, services.SUBNET_FIELDS),
+            labels=data.get("labels"),
         )
         serializer.instance = self.get_queryset().get(pk=subnet.pk)
 
@@ -117,7 +228,8 @@ class ReservedIPViewSet(ActorMixin, viewsets.ModelViewSet):
     """SpiderReservedIPs of your tenants: addresses never handed out."""
 
     serializer_class = s.ReservedIPSerializer
-    filterset_fields = {"name": ["exact", "icontains"], "ip_version": ["exact"]}
+    filter_backends = FILTER_BACKENDS
+    filterset_class = ReservedIPFilter
     search_fields = ["name"]
 
     def get_queryset(self):
@@ -125,11 +237,10 @@ class ReservedIPViewSet(ActorMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        reserved = services.reservedip_create(
+        serializer.instance = services.reservedip_create(
             tenant=data["tenant"], name=data["name"], spec=_spec(data, services.RESERVED_FIELDS),
             labels=data.get("labels"),
         )
-        serializer.instance = reserved
 
     def perform_update(self, serializer):
         data = serializer.validated_data
@@ -141,64 +252,73 @@ class ReservedIPViewSet(ActorMixin, viewsets.ModelViewSet):
         services.reservedip_delete(reserved=instance)
 
 
+class StaffWritesOnly(permissions.BasePermission):
+    """Members read, staff write. A detail write looks the object up first, so another tenant's is still a 404."""
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or "pk" in view.kwargs or request.user.is_staff
+
+    def has_object_permission(self, request, view, obj):
+        return request.method in permissions.SAFE_METHODS or request.user.is_staff
+
+
 class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
     """Tenants: members see theirs; only staff create, change or delete them."""
 
     serializer_class = s.TenantSerializer
+    filter_backends = FILTER_BACKENDS
+    filterset_class = TenantFilter
     search_fields = ["name", "description"]
+
+    permission_classes = [StaffWritesOnly]
 
     def get_queryset(self):
         return tenant_list_for_user(self.request.user)
-
-    def get_permissions(self):
-        if self.action in ("list", "retrieve"):
-            return [permissions.IsAuthenticated()]
-        return [permissions.IsAdminUser()]
 
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.tenant_create(name=data["name"], description=data.get("description", ""))
 
     def perform_update(self, serializer):
-        serializer.instance = services.tenant_update(
-            tenant=serializer.instance, description=serializer.validated_data.get("description", "")
-        )
+        description = serializer.validated_data.get("description", serializer.instance.description)
+        serializer.instance = services.tenant_update(tenant=serializer.instance, description=description)
 
     def perform_destroy(self, instance):
         services.tenant_delete(tenant=instance)
 
 
+# ------------------------------------------------------------------------------------------- allocation records
+
+
 class EndpointViewSet(viewsets.ReadOnlyModelViewSet):
-    """SpiderEndpoints: one per pod, with its live allocations."""
+    """SpiderEndpoints: one per pod, with the live allocations you may see."""
 
     serializer_class = s.EndpointSerializer
-    filterset_fields = ["namespace", "name", "uid", "node", "owner_kind"]
+    filter_backends = FILTER_BACKENDS
+    filterset_class = EndpointFilter
     search_fields = ["namespace", "name"]
 
     def get_queryset(self):
-        return selectors.endpoint_list_for_user(self.request.user).prefetch_related("allocations__pool")
-
-
-class AllocationFilter(django_filters.FilterSet):
-    pool = django_filters.CharFilter(field_name="pool__name")
-    namespace = django_filters.CharFilter(field_name="endpoint__namespace")
-    pod = django_filters.CharFilter(field_name="endpoint__name")
-
-    class Meta:
-        model = Allocation
-        fields = ["address", "ip_version", "interface", "node", "pod_uid"]
+        visible = selectors.allocation_list_for_user(self.request.user)
+        return selectors.endpoint_list_for_user(self.request.user).prefetch_related(
+            Prefetch("allocations", queryset=visible)
+        )
 
 
 class AllocationViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
-    """Live allocations. Staff may release one (POST .../release/)."""
+    """Live allocations. Staff may release one (POST .../release/); its address history records who did."""
 
     serializer_class = s.AllocationSerializer
+    filter_backends = FILTER_BACKENDS
     filterset_class = AllocationFilter
+    search_fields = ["address", "endpoint__name", "endpoint__namespace"]
 
     def get_queryset(self):
         return selectors.allocation_list_for_user(self.request.user)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses=s.ReleaseResultSerializer)
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAdminUser])
     def release(self, request, pk=None):
         """Release this address now (admin action); the history records who did it."""
@@ -207,23 +327,30 @@ class AllocationViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class AddressHistoryViewSet(viewsets.ReadOnlyModelViewSet):
-    """Which pod held which address, from when to when."""
+    """Which pod held which address, from when to when. `?released=false` lists the live holders."""
 
     serializer_class = s.AddressHistorySerializer
-    filterset_fields = ["address", "pool_name", "pod_namespace", "pod_name", "pod_uid", "node"]
+    filter_backends = FILTER_BACKENDS
+    filterset_class = AddressHistoryFilter
+    search_fields = ["address", "pod_name", "pod_namespace"]
 
     def get_queryset(self):
         return selectors.address_history_for_user(self.request.user)
 
 
 class ObjectChangeViewSet(viewsets.ReadOnlyModelViewSet):
-    """Change log of tenants, subnets, pools and reservations: who, when, before and after."""
+    """Change log of tenants, subnets, pools and reservations: who, when, in which request, before and after."""
 
     serializer_class = s.ObjectChangeSerializer
-    filterset_fields = ["action", "object_type", "object_id", "user_name", "request_id"]
+    filter_backends = FILTER_BACKENDS
+    filterset_class = ObjectChangeFilter
+    search_fields = ["object_repr", "user_name"]
 
     def get_queryset(self):
         return selectors.change_list_for_user(self.request.user)
+
+
+# ------------------------------------------------------------------------------------------------ cluster-wide
 
 
 class ClusterSettingsView(APIView):
@@ -250,47 +377,53 @@ class ClusterSettingsView(APIView):
 class ExplainView(APIView):
     """Dry-run allocation: which pool would serve this pod and NIC, and why the others were rejected.
 
-    Non-staff callers see the names of other tenants' pools redacted.
+    200 with `ok: false` and the reasons when the pod would get no address; 400 when the pod's facts or
+    annotations are malformed. Non-staff callers see the names of other tenants' pools redacted.
     """
 
-    @extend_schema(request=s.ExplainSerializer, responses={200: dict})
+    @extend_schema(
+        request=s.ExplainSerializer, responses={200: s.ExplainResultSerializer, 400: s.ExplainResultSerializer}
+    )
     def post(self, request):
         serializer = s.ExplainSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         facts = PodFacts.from_dict(data["facts"])
+        cni = data.get("cni") or {}
+        defaults = CniDefaults(
+            v4=tuple(cni.get("default_ipv4_ippool", ())),
+            v6=tuple(cni.get("default_ipv6_ippool", ())),
+            clean_gateway=cni.get("clean_gateway", False),
+        )
         result = allocation.ippool_explain(
-            request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=_cni_defaults(data["cni"]))
+            request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults)
         )
         if not request.user.is_staff:
             visible = set(selectors.ippool_list_for_user(request.user).values_list("name", flat=True))
             hidden = set(IPPool.objects.values_list("name", flat=True)) - visible
             result = _redact(result, hidden)
-        return Response(result, status=status.HTTP_200_OK)
-
-
-def _cni_defaults(cni: dict) -> CniDefaults:
-    from spiderweb.engine.errors import InvalidInput
-
-    try:
-        return CniDefaults(
-            v4=tuple(cni.get("default_ipv4_ippool") or ()),
-            v6=tuple(cni.get("default_ipv6_ippool") or ()),
-            clean_gateway=bool(cni.get("clean_gateway", False)),
-        )
-    except TypeError as exc:
-        raise InvalidInput(f"invalid CNI defaults: {exc}") from exc
+        code = (result.get("error") or {}).get("code")
+        answer = status.HTTP_400_BAD_REQUEST if HTTP_STATUS.get(code) == status.HTTP_400_BAD_REQUEST else 200
+        return Response(result, status=answer)
 
 
 def _redact(value, hidden: set[str]):
-    """Replace pool names the caller may not see with a neutral marker, anywhere in the result."""
-    if isinstance(value, dict):
-        return {k: _redact(v, hidden) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, hidden) for v in value]
-    if isinstance(value, str):
-        for name in hidden:
-            if name in value:
-                value = value.replace(name, "(another tenant's pool)")
-    return value
+    """Replace pool names the caller may not see with a neutral marker, anywhere in the result.
 
+    Only whole names are replaced: hiding pool `p1` leaves `p1-b` and the word "pool" alone.
+    """
+    if not hidden:
+        return value
+    names = "|".join(re.escape(name) for name in sorted(hidden, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![a-z0-9.-])(?:{names})(?![a-z0-9-]|\.[a-z0-9])")
+    return _redact_with(value, pattern)
+
+
+def _redact_with(value, pattern: re.Pattern):
+    if isinstance(value, dict):
+        return {k: _redact_with(v, pattern) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_with(v, pattern) for v in value]
+    if isinstance(value, str):
+        return pattern.sub("(another tenant's pool)", value)
+    return value

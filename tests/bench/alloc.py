@@ -1,0 +1,85 @@
+"""`make bench-alloc`: allocate+release throughput through the service vs bare PostgreSQL INSERTs.
+
+Each operation (one allocation or one release) is one transaction through `spiderweb.ipam.allocation`; the
+baseline is one single-row INSERT transaction per operation on the same server, at the same concurrency. All
+allocation workers share ONE pool (the honest contention case: its row lock serialises them).
+Last line: alloc_vs_bare_postgres=<ratio at the best concurrency>.
+"""
+
+import json
+import os
+import sys
+import uuid
+
+from tests.bench.common import now, run_processes, setup_django_on_bench_db
+
+DURATION = float(os.environ.get("BENCH_SECONDS", "6"))
+CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").split(",")]
+
+
+def _alloc_worker(index: int, deadline: float, queue) -> None:
+    from django.db import connections
+
+    from spiderweb.engine.facts import PodFacts, TopController
+    from spiderweb.ipam import allocation
+
+    connections.close_all()
+    annotations = {"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["bench"]})}
+    ops = 0
+    while now() < deadline:
+        uid = str(uuid.uuid4())
+        facts = PodFacts(namespace="bench", name=f"p{index}-{uid[:8]}", uid=uid, node="node-1", labels={},
+                         annotations=annotations, owner=TopController("Pod", "p", uid, "v1"), namespace_labels={},
+                         namespace_annotations={}, node_labels={})
+        allocation.ippool_allocate(request=allocation.AllocateRequest(facts=facts, if_name="eth0"))
+        allocation.ippool_release(namespace="bench", name=facts.name, pod_uid=uid, reason="bench")
+        ops += 2
+    connections.close_all()
+    queue.put(ops)
+
+
+def _bare_worker(index: int, deadline: float, queue) -> None:
+    import psycopg
+
+    ops = 0
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        while now() < deadline:
+            conn.execute("INSERT INTO bench_bare (pod, address) VALUES (%s, %s)", (str(uuid.uuid4()), "10.0.0.1"))
+            ops += 1
+    queue.put(ops)
+
+
+def main() -> None:
+    setup_django_on_bench_db()
+    import psycopg
+    from django.db import connection
+
+    from spiderweb.ipam import services
+    from spiderweb.tenancy.models import Tenant
+
+    with connection.cursor() as cur:
+        cur.execute("CREATE TABLE bench_bare (id bigserial PRIMARY KEY, pod text NOT NULL, address inet NOT NULL)")
+    tenant = Tenant.objects.create(name="bench")
+    services.ippool_create(tenant=tenant, name="bench", spec={"subnet": "10.30.0.0/16", "ips": ["10.30.0.1-10.30.255.254"]})
+    print(f"bench-alloc: {DURATION:.0f} s per run, one shared /16 pool, PostgreSQL {connection.pg_version}")
+    print(f"{'procs':>5} {'alloc+release ops/s':>20} {'bare INSERT tx/s':>17} {'ratio':>6}")
+    best = 0.0
+    for procs in CONCURRENCY:
+        start = now()
+        alloc_ops = sum(run_processes(_alloc_worker, procs, start + DURATION))
+        alloc_rate = alloc_ops / (now() - start)
+        start = now()
+        bare_ops = sum(run_processes(_bare_worker, procs, start + DURATION))
+        bare_rate = bare_ops / (now() - start)
+        ratio = alloc_rate / bare_rate
+        best = max(best, ratio)
+        print(f"{procs:>5} {alloc_rate:>20.0f} {bare_rate:>17.0f} {ratio:>6.2f}")
+        sys.stdout.flush()
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        live = conn.execute("SELECT count(*) FROM ipam_allocation").fetchone()[0]
+    print(f"live allocations left after the runs: {live} (must be 0)")
+    print(f"alloc_vs_bare_postgres={best:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Shared fixtures."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cluster_settings_cache():
+    """Each test sees the cluster settings it wrote (the hot path caches them for a second per process)."""
+    from spiderweb.ipam.models import ClusterSettings
+
+    ClusterSettings.invalidate_cache()
+    yield
+    ClusterSettings.invalidate_cache()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool_catalog():
+    """Each test plans with the pools it created (the hot path caches the catalog for a second)."""
+    from spiderweb.ipam.allocation import pool_catalog_invalidate
+
+    pool_catalog_invalidate()
+    yield
+    pool_catalog_invalidate()
