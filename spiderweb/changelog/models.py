@@ -35,4 +35,5 @@ class ObjectChange(models.Model):
     def diff(self) -> dict:
         """Fields whose value differs between the two snapshots: {field: [before, after]}."""
         before, after = self.prechange_data or {}, self.postchange_data or {}
-        return {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
+        keys = sorted(set(before) | set(after))
+        return {k: [before.get(k), after.get(k)] for k in keys if before.get(k) != after.get(k)}

@@ -29,8 +29,15 @@ def object_change_record(*, instance, action: str, before: dict | None, message:
         object_type=instance._meta.label_lower,
         object_id=instance.pk,
         object_repr=str(instance)[:200],
-        tenant_id=getattr(instance, "tenant_id", None) if not instance._meta.label_lower == "tenancy.tenant" else instance.pk,
+        tenant_id=_tenant_of(instance),
         prechange_data=before,
         postchange_data=after,
         message=message[:200],
     )
+
+
+def _tenant_of(instance) -> int | None:
+    """The tenant a change belongs to, so tenant members can read their own change log."""
+    if instance._meta.label_lower == "tenancy.tenant":
+        return instance.pk
+    return getattr(instance, "tenant_id", None)

@@ -381,7 +381,9 @@ def _static_rebind(endpoint: Endpoint, request: AllocateRequest, nics: list[NicR
     if facts.owner.kind == "StatefulSet":
         wanted = {(n.interface, 4): set(n.v4) for n in nics} | {(n.interface, 6): set(n.v6) for n in nics}
         outdated = [
-            r for r in rows if r.interface == request.if_name and r.pool.name not in wanted.get((r.interface, r.ip_version), set())
+            r
+            for r in rows
+            if r.interface == request.if_name and r.pool.name not in wanted.get((r.interface, r.ip_version), set())
         ]
         if outdated:
             _release_rows(outdated, reason="outdated-pool", endpoint=endpoint)
@@ -524,7 +526,8 @@ def _recycled_address(pool: IPPool, free: RangeSet) -> int | None:
     """The least-recently-released address still inside the pool and not reserved."""
     stale: list[int] = []
     found = None
-    for record in ReleasedAddress.objects.filter(pool=pool).order_by("released_at", "id").iterator(chunk_size=SCAN_BATCH):
+    oldest_first = ReleasedAddress.objects.filter(pool=pool).order_by("released_at", "id")
+    for record in oldest_first.iterator(chunk_size=SCAN_BATCH):
         number = key_to_int(record.address_key)
         if number in free:
             found = record

@@ -216,7 +216,9 @@ class Allocation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["pool", "address_key"], name="uniq_allocation_pool_address"),
             models.UniqueConstraint(fields=["ip_version", "address_key"], name="uniq_allocation_address"),
-            models.UniqueConstraint(fields=["pod_uid", "interface", "ip_version"], name="uniq_allocation_pod_nic_family"),
+            models.UniqueConstraint(
+                fields=["pod_uid", "interface", "ip_version"], name="uniq_allocation_pod_nic_family"
+            ),
             models.CheckConstraint(condition=Q(ip_version__in=[4, 6]), name="allocation_ip_version_valid"),
         ]
 

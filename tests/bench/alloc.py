@@ -60,7 +60,8 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("CREATE TABLE bench_bare (id bigserial PRIMARY KEY, pod text NOT NULL, address inet NOT NULL)")
     tenant = Tenant.objects.create(name="bench")
-    services.ippool_create(tenant=tenant, name="bench", spec={"subnet": "10.30.0.0/16", "ips": ["10.30.0.1-10.30.255.254"]})
+    spec = {"subnet": "10.30.0.0/16", "ips": ["10.30.0.1-10.30.255.254"]}
+    services.ippool_create(tenant=tenant, name="bench", spec=spec)
     print(f"bench-alloc: {DURATION:.0f} s per run, one shared /16 pool, PostgreSQL {connection.pg_version}")
     print(f"{'procs':>5} {'alloc+release ops/s':>20} {'bare INSERT tx/s':>17} {'ratio':>6}")
     best = 0.0
