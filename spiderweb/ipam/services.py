@@ -41,6 +41,13 @@ def _apply(instance, clean: dict, fields) -> bool:
     return changed
 
 
+def _catalog_changed() -> None:
+    """Pools changed: this process plans with fresh data right away (others within a second)."""
+    from spiderweb.ipam.allocation import pool_catalog_invalidate
+
+    transaction.on_commit(pool_catalog_invalidate)
+
+
 def _reset_scan(pool: IPPool) -> None:
     """Addresses may have become free below the scan hint: walk the pool again from its lowest address."""
     pool.scan_from = ""
@@ -64,6 +71,7 @@ def ippool_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None 
         pool.full_clean(exclude=["scan_from"])
         pool.save()
         object_change_record(instance=pool, action=ObjectChange.Action.CREATE, before=None)
+        _catalog_changed()
     return pool
 
 
@@ -86,6 +94,7 @@ def ippool_update(*, pool: IPPool, spec: dict, labels: dict | None = None) -> IP
         pool.full_clean(exclude=["scan_from"])
         pool.save()
         object_change_record(instance=pool, action=ObjectChange.Action.UPDATE, before=before)
+        _catalog_changed()
     return pool
 
 
@@ -107,6 +116,7 @@ def ippool_delete(*, pool: IPPool) -> None:
         before = object_snapshot(pool)
         object_change_record(instance=pool, action=ObjectChange.Action.DELETE, before=before)
         pool.delete()
+        _catalog_changed()
 
 
 def _pool_labels(pool: IPPool) -> None:
