@@ -1,0 +1,7 @@
+"""All of the node agent's kernel networking work; the only package of Spiderweb that imports pyroute2.
+
+Modules: ``coordinator`` (+ ``coordinator_config``) for the coordinator meta-plugin, ``detection`` for IP conflict /
+gateway probes and announcements, ``ifacer`` for VLAN and bond parents, ``sysctl`` for kernel parameters,
+``netns_thread`` for running code inside another network namespace. Functions take every input as an explicit
+parameter: nothing here reads the environment or global configuration.
+"""
