@@ -106,7 +106,7 @@ class ServiceDeleteMixin:
 def _refusal(obj, exc) -> str:
     if isinstance(exc, IPAMError):
         return f"{obj} was not deleted: {exc.message}"
-    holders = ", ".join(sorted({str(o) for o in exc.protected_objects})[:10])
+    holders = ", ".join(sorted({f"{o._meta.verbose_name} {o}" for o in exc.protected_objects})[:10])
     return f"{obj} was not deleted: still referenced by {holders}"
 
 
@@ -419,8 +419,23 @@ class ReleasedAddressAdmin(admin.ModelAdmin):
         return False
 
 
+class ClusterSettingsForm(forms.ModelForm):
+    class Meta:
+        model = ClusterSettings
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("enable_ipv4") and not cleaned.get("enable_ipv6"):
+            raise forms.ValidationError("At least one of enableIPv4 and enableIPv6 must be on.")
+        return cleaned
+
+
 @admin.register(ClusterSettings)
 class ClusterSettingsAdmin(admin.ModelAdmin):
+    """Spiderpool's `spiderpool-conf` switches (a single row)."""
+
+    form = ClusterSettingsForm
     list_display = ("__str__", "enable_ipv4", "enable_ipv6", "enable_spider_subnet", "enable_statefulset",
                     "updated_at")
 

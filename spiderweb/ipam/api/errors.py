@@ -49,7 +49,7 @@ def exception_handler(exc, context):
     if isinstance(exc, IPAMError):
         return ipam_error_response(exc)
     if isinstance(exc, ProtectedError):
-        holders = sorted({str(obj) for obj in exc.protected_objects})[:20]
+        holders = sorted({f"{obj._meta.verbose_name} {obj}" for obj in exc.protected_objects})[:20]
         return Response(
             {
                 "code": "conflict",

@@ -120,7 +120,7 @@ class RangeSpecSerializer(MirroredSerializer):
     ips = _ip_list()
     excludeIPs = _ip_list("exclude_ips")
     gateway = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    routes = RouteSerializer(many=True, required=False, allow_null=True)
+    routes = serializers.ListField(child=RouteSerializer(), required=False, allow_null=True)
     totalIPCount = serializers.SerializerMethodField()
 
     def get_totalIPCount(self, obj) -> int:
@@ -197,12 +197,13 @@ class AllocationSerializer(serializers.ModelSerializer):
     cleanGateway = serializers.BooleanField(source="clean_gateway")
     routes = RouteSerializer(many=True)
     createdAt = serializers.DateTimeField(source="created_at")
+    boundAt = serializers.DateTimeField(source="bound_at", help_text="Since when the current pod UID holds it.")
 
     class Meta:
         model = Allocation
         fields = [
             "id", "pool", "endpoint", "interface", "ipVersion", "address", "cidr", "podUID", "containerID",
-            "node", "gateway", "cleanGateway", "routes", "vlan", "mac", "createdAt",
+            "node", "gateway", "cleanGateway", "routes", "vlan", "mac", "createdAt", "boundAt",
         ]
         read_only_fields = fields
 
@@ -228,7 +229,7 @@ class EndpointSerializer(serializers.ModelSerializer):
 
 
 class AddressHistorySerializer(serializers.ModelSerializer):
-    """Who held an address, from when to when, and why it was released."""
+    """A finished holding: who held an address, from when to when, and why it was released."""
 
     pool = serializers.CharField(source="pool_name")
     ipVersion = serializers.IntegerField(source="ip_version")

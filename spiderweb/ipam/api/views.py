@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from spiderweb.changelog.context import acting_as, actor_for_user
 from spiderweb.changelog.models import ObjectChange
+from spiderweb.engine.errors import IPAMError
 from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, selectors, services
@@ -32,12 +33,22 @@ FILTER_BACKENDS = [DjangoFilterBackend, filters.SearchFilter]  # ordering: each 
 
 class ActorMixin:
     """Bind the change-log actor to the API user, whichever way they authenticated (token users are only known
-    inside the view, not in the middleware), with the request id the middleware returns in X-Request-ID."""
+    inside the view, not in the middleware), with the request id the middleware returns in X-Request-ID.
+
+    Also keeps other tenants' pool and subnet names out of error messages shown to non-staff users (an overlap
+    with another tenant's pool is still reported, without its name).
+    """
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         self._actor_cm = acting_as(actor_for_user(request.user, getattr(request._request, "id", None)))
         self._actor_cm.__enter__()
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if isinstance(exc, IPAMError) and self.request.user.is_authenticated:
+            response.data = redact_for_user(self.request.user, response.data)
+        return response
 
     def finalize_response(self, request, response, *args, **kwargs):
         cm = getattr(self, "_actor_cm", None)
@@ -137,7 +148,7 @@ class AddressHistoryFilter(django_filters.FilterSet):
     podName = django_filters.CharFilter(field_name="pod_name")
     podUID = django_filters.CharFilter(field_name="pod_uid")
     node = django_filters.CharFilter()
-    released = django_filters.BooleanFilter(field_name="released_at", lookup_expr="isnull", exclude=True)
+    releaseReason = django_filters.CharFilter(field_name="release_reason")
 
     class Meta:
         model = AddressHistory
@@ -327,7 +338,10 @@ class AllocationViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class AddressHistoryViewSet(viewsets.ReadOnlyModelViewSet):
-    """Which pod held which address, from when to when. `?released=false` lists the live holders."""
+    """Which pod held which address, from when to when, and why it let go (newest first).
+
+    Finished holdings only: the current holder of an address is its allocation (`/allocations/?address=`).
+    """
 
     serializer_class = s.AddressHistorySerializer
     filter_backends = FILTER_BACKENDS
@@ -398,20 +412,25 @@ class ExplainView(APIView):
         result = allocation.ippool_explain(
             request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults)
         )
-        if not request.user.is_staff:
-            visible = set(selectors.ippool_list_for_user(request.user).values_list("name", flat=True))
-            hidden = set(IPPool.objects.values_list("name", flat=True)) - visible
-            result = _redact(result, hidden)
+        result = redact_for_user(request.user, result)
         code = (result.get("error") or {}).get("code")
         answer = status.HTTP_400_BAD_REQUEST if HTTP_STATUS.get(code) == status.HTTP_400_BAD_REQUEST else 200
         return Response(result, status=answer)
 
 
-def _redact(value, hidden: set[str]):
-    """Replace pool names the caller may not see with a neutral marker, anywhere in the result.
+def redact_for_user(user, value):
+    """`value` with the names of pools and subnets `user` may not see replaced by a neutral marker (staff: as is).
 
     Only whole names are replaced: hiding pool `p1` leaves `p1-b` and the word "pool" alone.
     """
+    if user.is_staff:
+        return value
+    hidden = set(IPPool.objects.values_list("name", flat=True)) - set(
+        selectors.ippool_list_for_user(user).values_list("name", flat=True)
+    )
+    hidden |= set(Subnet.objects.values_list("name", flat=True)) - set(
+        selectors.subnet_list_for_user(user).values_list("name", flat=True)
+    )
     if not hidden:
         return value
     names = "|".join(re.escape(name) for name in sorted(hidden, key=len, reverse=True))
@@ -425,5 +444,5 @@ def _redact_with(value, pattern: re.Pattern):
     if isinstance(value, list):
         return [_redact_with(v, pattern) for v in value]
     if isinstance(value, str):
-        return pattern.sub("(another tenant's pool)", value)
+        return pattern.sub("(another tenant's object)", value)
     return value

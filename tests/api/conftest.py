@@ -1,0 +1,52 @@
+"""Users, tenants and API clients shared by the REST API tests.
+
+Two tenants; `staff` sees everything, `member` belongs to tenant-a only, `outsider` to tenant-b only.
+`api(user)` returns a client authenticated with the user's DRF token (`api()` is anonymous).
+"""
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from spiderweb.tenancy.models import Tenant
+
+
+@pytest.fixture
+def tenant_a():
+    return Tenant.objects.create(name="tenant-a")
+
+
+@pytest.fixture
+def tenant_b():
+    return Tenant.objects.create(name="tenant-b")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("staff", is_staff=True)
+
+
+@pytest.fixture
+def member(django_user_model, tenant_a):
+    user = django_user_model.objects.create_user("alice")
+    tenant_a.members.add(user)
+    return user
+
+
+@pytest.fixture
+def outsider(django_user_model, tenant_b):
+    user = django_user_model.objects.create_user("bob")
+    tenant_b.members.add(user)
+    return user
+
+
+@pytest.fixture
+def api():
+    def client_for(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return client_for
