@@ -669,3 +669,26 @@ def allocation_response(rows: list[Allocation], cluster: ClusterSettings) -> dic
         if row.gateway and not row.clean_gateway:
             routes.append({"ifName": row.interface, "dst": default_route(row.ip_version), "gw": row.gateway})
     return {"ips": ips, "routes": routes}
+
+
+def node_gc(*, node: str, valid_attachments: list[tuple[str, str]]) -> list[str]:
+    """CNI 1.1 GC: release this node's allocations whose (container, interface) the runtime no longer knows.
+
+    StatefulSet and KubeVirt allocations are kept (their pod comes back by name); allocations made without a
+    container id (standalone tools, older agents) are left to the cluster GC, never guessed at here.
+    """
+    valid = {(c, i) for c, i in valid_attachments}
+    valid_containers = {c for c, _ in valid}
+    cluster = ClusterSettings.load_cached()
+    stale = (
+        Allocation.objects.filter(node=node)
+        .exclude(container_id="")
+        .exclude(container_id__in=valid_containers)
+        .select_related("endpoint")
+    )
+    released: list[str] = []
+    for endpoint in {row.endpoint for row in stale if not is_static_owner(row.endpoint.owner_kind, cluster)}:
+        released += ippool_release(
+            namespace=endpoint.namespace, name=endpoint.name, pod_uid=endpoint.uid, reason="cni-gc", node=node
+        )
+    return released

@@ -17,7 +17,7 @@ from spiderweb.changelog.services import object_change_record, object_snapshot
 from spiderweb.engine.errors import NotFound, PoolInUse
 from spiderweb.engine.ranges import cidr_label
 from spiderweb.ipam import validation
-from spiderweb.ipam.models import Allocation, IPPool, NodeCredential, ReservedIP, Subnet
+from spiderweb.ipam.models import Allocation, ClusterSettings, Coordinator, IPPool, NodeCredential, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
 
 POOL_FIELDS = (
@@ -255,7 +255,7 @@ def tenant_delete(*, tenant: Tenant) -> None:
     with transaction.atomic():
         owned = [
             f"{model._meta.verbose_name} {obj}"
-            for model in (Subnet, IPPool, ReservedIP)
+            for model in (Subnet, IPPool, ReservedIP, Coordinator)
             for obj in model.objects.filter(tenant=tenant)[:5]
         ]
         if owned:
@@ -295,3 +295,22 @@ def node_credential_authenticate(token: str) -> NodeCredential:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+
+
+def cluster_settings_update(*, changes: dict) -> ClusterSettings:
+    """Change the cluster switches (Spiderpool's spiderpool-conf) with a change-log record."""
+    with transaction.atomic():
+        validation.spec_lock()
+        current = ClusterSettings.objects.select_for_update().get(pk=1)
+        before = object_snapshot(current)
+        for name, value in changes.items():
+            setattr(current, name, value)
+        if not (current.enable_ipv4 or current.enable_ipv6):
+            raise validation.SpecInvalid({"enable_ipv4": ["At least one of IPv4 and IPv6 must stay enabled."]})
+        current.full_clean()
+        current.save()
+        object_change_record(instance=current, action=ObjectChange.Action.UPDATE, before=before)
+    return current

@@ -233,7 +233,7 @@ def test_deleting_a_tenant_held_by_a_coordinator_shows_the_error(admin_web):
     tenant = services.tenant_create(name="t-coord")
     Coordinator.objects.create(name="default", tenant=tenant)
     response = admin_web.post(reverse("admin:tenancy_tenant_delete", args=[tenant.pk]), {"post": "yes"}, follow=True)
-    assert "t-coord was not deleted: still referenced by coordinator default" in messages_of(response)
+    assert "t-coord was not deleted: tenant t-coord still owns coordinator default" in messages_of(response)
     assert Tenant.objects.filter(pk=tenant.pk).exists()
 
 

@@ -207,3 +207,17 @@ class CoordinatorConfigView(NodeView):
                 "vethMTU": coordinator.veth_mtu,
             }
         )
+
+
+class GarbageCollectView(NodeView):
+    """CNI 1.1 GC for this node: release allocations whose container the runtime no longer has."""
+
+    def post(self, request):
+        data = self.body()
+        attachments = data.get("validAttachments") or []
+        if not isinstance(attachments, list) or not all(isinstance(a, dict) for a in attachments):
+            raise InvalidInput("validAttachments must be a list of {containerID, ifname}")
+        pairs = [(str(a.get("containerID") or ""), str(a.get("ifname") or "")) for a in attachments]
+        with acting_as(self.actor):
+            released = allocation.node_gc(node=request.user.node_name, valid_attachments=pairs)
+        return Response({"released": released})

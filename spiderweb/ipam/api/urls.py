@@ -23,6 +23,7 @@ internal_urlpatterns = [
     path("ipam/allocate", internal.AllocateView.as_view(), name="internal-allocate"),
     path("ipam/release", internal.ReleaseView.as_view(), name="internal-release"),
     path("ipam/release-pod", internal.ReleasePodView.as_view(), name="internal-release-pod"),
+    path("ipam/gc", internal.GarbageCollectView.as_view(), name="internal-gc"),
     path("workloadendpoint", internal.WorkloadEndpointView.as_view(), name="internal-workloadendpoint"),
     path("coordinator/config", internal.CoordinatorConfigView.as_view(), name="internal-coordinator-config"),
 ]

@@ -7,7 +7,6 @@ Field names, filter names and ordering keys are camelCase, as in the Spiderpool 
 import re
 
 import django_filters
-from django.db import transaction
 from django.db.models import Prefetch
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
@@ -383,9 +382,8 @@ class ClusterSettingsView(APIView):
     def patch(self, request):
         serializer = s.ClusterSettingsSerializer(ClusterSettings.load(), data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            serializer.save()
-        return Response(serializer.data)
+        updated = services.cluster_settings_update(changes=serializer.validated_data)
+        return Response(s.ClusterSettingsSerializer(updated).data)
 
 
 class ExplainView(APIView):
