@@ -94,6 +94,7 @@ def cmd_add(invocation: Invocation) -> dict:
             "defaultIPv6IPPool": list(conf.default_ipv6_ippool),
             "cleanGateway": conf.clean_gateway,
             "matchMasterSubnet": conf.match_master_subnet,
+            "network": str(invocation.config.get("name") or ""),
         },
     )
     return convert_result(result_from_allocation(answer, invocation.ifname), invocation.cni_version)
@@ -159,7 +160,8 @@ def cmd_gc(invocation: Invocation) -> None:
     """CNI 1.1 GC: hand the runtime's list of valid attachments to the agent, which releases the others."""
     conf = ipam_config(invocation.config)
     attachments = valid_attachments(invocation.config)
-    answer = _client(conf).call("POST", "/v1/ipam/gc", {"validAttachments": attachments})
+    body = {"validAttachments": attachments, "network": str(invocation.config.get("name") or "")}
+    answer = _client(conf).call("POST", "/v1/ipam/gc", body)
     log.info("GC: agent answered %s", answer)
     return None
 

@@ -58,6 +58,7 @@ class AllocateRequest:
     container_id: str = ""
     cni: CniDefaults = field(default_factory=CniDefaults)
     cluster_network: str = ""
+    network: str = ""
 
 
 @dataclass
@@ -439,6 +440,7 @@ def _new_allocation(pool, number, nic, version, endpoint, request, annotation_ro
         interface=nic.interface,
         pod_uid=request.facts.uid,
         container_id=request.container_id,
+        network=request.network,
         node=request.facts.node,
         gateway=pool.gateway or "",
         clean_gateway=nic.clean_gateway,
@@ -671,17 +673,21 @@ def allocation_response(rows: list[Allocation], cluster: ClusterSettings) -> dic
     return {"ips": ips, "routes": routes}
 
 
-def node_gc(*, node: str, valid_attachments: list[tuple[str, str]]) -> list[str]:
-    """CNI 1.1 GC: release this node's allocations whose (container, interface) the runtime no longer knows.
+def node_gc(*, node: str, network: str, valid_attachments: list[tuple[str, str]]) -> list[str]:
+    """CNI 1.1 GC: release this node's allocations of `network` whose container the runtime no longer knows.
 
-    StatefulSet and KubeVirt allocations are kept (their pod comes back by name); allocations made without a
-    container id (standalone tools, older agents) are left to the cluster GC, never guessed at here.
+    The runtime's list covers one network (one conflist), so only allocations made through that network are
+    candidates: a pod attached to other networks only is never touched. StatefulSet and KubeVirt allocations
+    are kept (their pod comes back by name); allocations without a container id or network name are left to
+    the cluster GC, never guessed at here.
     """
+    if not network:
+        raise InvalidInput("GC needs the network name: the valid attachments list covers one network only")
     valid = {(c, i) for c, i in valid_attachments}
     valid_containers = {c for c, _ in valid}
     cluster = ClusterSettings.load_cached()
     stale = (
-        Allocation.objects.filter(node=node)
+        Allocation.objects.filter(node=node, network=network)
         .exclude(container_id="")
         .exclude(container_id__in=valid_containers)
         .select_related("endpoint")

@@ -202,6 +202,7 @@ class Allocation(models.Model):
     interface = models.CharField(max_length=15)
     pod_uid = models.CharField(max_length=64)
     container_id = models.CharField(max_length=128, blank=True)
+    network = models.CharField(max_length=253, blank=True, help_text="Name of the CNI network (conflist) that asked.")
     node = models.CharField(max_length=253, blank=True)
     gateway = models.CharField(max_length=45, blank=True)
     clean_gateway = models.BooleanField(default=False)

@@ -34,18 +34,25 @@ def test_gc_releases_only_this_nodes_unknown_containers_and_keeps_statefulsets()
     sts = f.facts(name="db-0", annotations=ann, owner_kind="StatefulSet", owner_name="db")
     other_node = f.facts(name="elsewhere", annotations=ann, node="node-2")
     for pod, cid in ((kept, "c-alive"), (gone, "c-gone"), (sts, "c-db"), (other_node, "c-other")):
-        f.allocate(pod, container_id=cid)
+        f.allocate(pod, container_id=cid, network="macvlan-net")
+    other_network = f.facts(name="other-net", annotations=ann)
+    f.allocate(other_network, container_id="c-net2", network="sriov-net")
 
     response = _node_client().post(
-        "/api/internal/v1/ipam/gc", {"validAttachments": [{"containerID": "c-alive", "ifname": "eth0"}]}, format="json"
+        "/api/internal/v1/ipam/gc",
+        {"network": "macvlan-net", "validAttachments": [{"containerID": "c-alive", "ifname": "eth0"}]},
+        format="json",
     )
 
     assert response.status_code == 200, response.content
     assert response.json()["released"] == ["10.1.0.11"]
     left = set(Allocation.objects.values_list("endpoint__name", flat=True))
-    assert left == {"alive", "db-0", "elsewhere"}
+    assert left == {"alive", "db-0", "elsewhere", "other-net"}
 
 
-def test_gc_rejects_malformed_attachments():
-    response = _node_client().post("/api/internal/v1/ipam/gc", {"validAttachments": "all"}, format="json")
+def test_gc_rejects_malformed_attachments_and_a_missing_network():
+    client = _node_client()
+    response = client.post("/api/internal/v1/ipam/gc", {"network": "n", "validAttachments": "all"}, format="json")
     assert response.status_code == 400
+    response = client.post("/api/internal/v1/ipam/gc", {"validAttachments": []}, format="json")
+    assert response.status_code == 400 and "network" in response.json()["message"]

@@ -48,6 +48,7 @@ def test_add_prints_only_the_requested_nic_in_the_requested_version(version, age
         "defaultIPv6IPPool": ["v6-pool"],
         "cleanGateway": True,
         "matchMasterSubnet": True,
+        "network": "macvlan-underlay",
     }
 
 
@@ -304,7 +305,8 @@ def test_gc_sends_the_valid_attachments(agent, run_cni, configs):
 
     assert run.returncode == 0 and run.stdout == ""
     assert agent.calls("POST", "/v1/ipam/gc")[0].body == {
-        "validAttachments": [{"containerID": "aaa111", "ifname": "eth0"}, {"containerID": "bbb222", "ifname": "net1"}]
+        "validAttachments": [{"containerID": "aaa111", "ifname": "eth0"}, {"containerID": "bbb222", "ifname": "net1"}],
+        "network": "macvlan-underlay",
     }
 
 
@@ -314,7 +316,7 @@ def test_gc_with_empty_list_is_passed_on(agent, run_cni, configs):
 
     run_cni("spiderpool", "GC", config).ok()
 
-    assert agent.calls("POST", "/v1/ipam/gc")[0].body == {"validAttachments": []}
+    assert agent.calls("POST", "/v1/ipam/gc")[0].body == {"validAttachments": [], "network": "macvlan-underlay"}
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,7 @@ class AllocateView(NodeView):
                 clean_gateway=bool(cni.get("clean_gateway", False)),
             ),
             cluster_network=str(data.get("clusterNetwork") or ""),
+            network=str(data.get("network") or ""),
         )
         with acting_as(self.actor):
             return Response(allocation.ippool_allocate(request=req))
@@ -219,5 +220,7 @@ class GarbageCollectView(NodeView):
             raise InvalidInput("validAttachments must be a list of {containerID, ifname}")
         pairs = [(str(a.get("containerID") or ""), str(a.get("ifname") or "")) for a in attachments]
         with acting_as(self.actor):
-            released = allocation.node_gc(node=request.user.node_name, valid_attachments=pairs)
+            released = allocation.node_gc(
+                node=request.user.node_name, network=str(data.get("network") or ""), valid_attachments=pairs
+            )
         return Response({"released": released})
