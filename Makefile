@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench-alloc bench-scale bench-cni clean cni-package
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni clean cni-package
+
+include tests/lab/lab.mk
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,13 +24,22 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-test: $(STAMP)
+## test-deps: everything the suite runs against, built or started once per machine
+test-deps: $(STAMP)
+	bash tests/infra/services.sh >/dev/null
+	bash tests/lab/build.sh
+	bash tests/helm/build_helm.sh
+
+test: test-deps
 	@set -euo pipefail; \
 	eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
-	export SPIDERWEB_SECRET_KEY=test-only-secret; \
+	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1; \
 	$(MAKE) --no-print-directory lint; \
 	$(PY) manage.py makemigrations --check --dry-run; \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+cni-package: $(STAMP)
+	$(PY) -m cni.package $${OUT:-dist/cni}
 
 bench-alloc: $(STAMP)
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
