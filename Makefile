@@ -36,6 +36,9 @@ test: test-deps
 	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1; \
 	$(MAKE) --no-print-directory lint; \
 	$(PY) manage.py makemigrations --check --dry-run; \
+	echo "== allocator on the embedded default (SQLite)"; \
+	DATABASE_URL=sqlite:///$$(mktemp -d)/sqlite3 $(PY) -m pytest -q -p no:cacheprovider tests/ipam/test_allocation.py; \
+	echo "== the whole suite on PostgreSQL"; \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 cni-package: $(STAMP)
