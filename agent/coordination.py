@@ -1,0 +1,140 @@
+"""The coordinator and ifacer half of the socket API: configuration for a pod, and the netlink work itself.
+
+The ``coordinator`` and ``ifacer`` CNI executables are thin shims; the agent merges the conflist entry with the
+cluster's SpiderCoordinator (spec §8.1) and calls :mod:`agent.netlink`. The cluster configuration comes from the
+portal and is cached for a few seconds: it changes rarely and every pod start would otherwise pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent import request_fields as rf
+from agent.netlink import coordinator as netlink_coordinator
+from agent.netlink import coordinator_config
+from agent.netlink import ifacer as netlink_ifacer
+from agent.podfacts import FactsSource
+from agent.portal import PortalClient
+from agent.ttl_cache import TTLCache
+from spiderweb.engine.errors import InvalidInput, IPAMError
+
+log = logging.getLogger(__name__)
+
+ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
+_CLUSTER = "cluster"
+
+
+class CoordinatorService:
+    """``GET /v1/coordinator/config``, ``POST /v1/coordinator/{add,del,check}`` and ``POST /v1/ifacer/add``."""
+
+    def __init__(self, *, portal: PortalClient, facts: FactsSource, cache_seconds: float = 5.0,
+                 host_netns_path: str | None = None) -> None:
+        self.portal = portal
+        self.facts = facts
+        self.host_netns_path = host_netns_path
+        self._cluster: TTLCache[dict] = TTLCache(cache_seconds)
+
+    def cluster_config(self) -> dict:
+        """The SpiderCoordinator ``default`` as the portal serves it (cached)."""
+        return dict(self._cluster.get_or_load(_CLUSTER, self.portal.coordinator_config))
+
+    def config(self, query: dict[str, str], body: object) -> dict:
+        """``GET /v1/coordinator/config``: the cluster config with the pod's default-route-nic annotation applied.
+
+        ``podNamespace``/``podName`` come from the body (Spiderpool's ``GetCoordinatorArgs``) or the query.
+        """
+        args = dict(query)
+        if isinstance(body, dict):
+            args.update({k: v for k, v in body.items() if isinstance(v, str)})
+        return self._for_pod(args.get("podNamespace", ""), args.get("podName", ""), args.get("podUID", ""))
+
+    def _for_pod(self, namespace: str, name: str, uid: str) -> dict:
+        config = self.cluster_config()
+        if namespace and name:
+            facts = self.facts.lookup(namespace, name, uid)
+            nic = facts.annotations.get(ANNO_DEFAULT_ROUTE_NIC, "").strip() if facts else ""
+            if nic:
+                config["podDefaultRouteNIC"] = nic
+        return config
+
+    # --------------------------------------------------------------------------------------- netlink calls
+
+    def add(self, body: object) -> dict:
+        """``POST /v1/coordinator/add``: returns ``{"result": <CNI result>}``."""
+        call = _CoordinatorCall.parse(body, need_prev_result=True)
+        merged = _merge(call.config, self._for_pod(call.namespace, call.name, call.uid))
+        result = netlink_coordinator.coordinator_add(
+            netns_path=call.netns, if_name=call.if_name, container_id=call.container_id, config=merged,
+            prev_result=call.prev_result, host_netns_path=self.host_netns_path,
+        )
+        return {"result": result}
+
+    def delete(self, body: object) -> None:
+        """``POST /v1/coordinator/del``: cluster defaults only (the pod may be gone; its annotation is irrelevant).
+
+        Without a SpiderCoordinator the conflist entry and built-in defaults are used, so a DEL never fails for
+        lack of configuration.
+        """
+        call = _CoordinatorCall.parse(body, need_prev_result=False)
+        try:
+            defaults = self.cluster_config()
+        except IPAMError as exc:
+            if exc.code != "not_found":
+                raise
+            log.info("coordinator DEL without a SpiderCoordinator: using the conflist entry only")
+            defaults = {}
+        netlink_coordinator.coordinator_del(
+            netns_path=call.netns, if_name=call.if_name, container_id=call.container_id,
+            config=_merge(call.config, defaults), host_netns_path=self.host_netns_path,
+        )
+        return None
+
+    def check(self, body: object) -> None:
+        """``POST /v1/coordinator/check``."""
+        call = _CoordinatorCall.parse(body, need_prev_result=False)
+        merged = _merge(call.config, self._for_pod(call.namespace, call.name, call.uid))
+        netlink_coordinator.coordinator_check(
+            netns_path=call.netns, if_name=call.if_name, container_id=call.container_id, config=merged,
+            host_netns_path=self.host_netns_path,
+        )
+        return None
+
+    def ifacer_add(self, body: object) -> dict:
+        """``POST /v1/ifacer/add``: create the VLAN/bond parents the entry names; ``{"result": ...}``."""
+        data = rf.body_object(body, "IfacerArgs")
+        config = rf.obj(data, "config")
+        try:
+            result = netlink_ifacer.ifacer_add(config=config)
+        except ValueError as exc:
+            raise InvalidInput(f"invalid ifacer config: {exc}") from exc
+        return {"result": result}
+
+
+class _CoordinatorCall:
+    """The body of ``/v1/coordinator/{add,del,check}``."""
+
+    def __init__(self, data: dict, need_prev_result: bool) -> None:
+        self.container_id = rf.text(data, "containerID")
+        self.netns = rf.text(data, "netNamespace")
+        self.if_name = rf.text(data, "ifName")
+        self.namespace = rf.text(data, "podNamespace")
+        self.name = rf.text(data, "podName")
+        self.uid = rf.text(data, "podUID")
+        self.cni_version = rf.text(data, "cniVersion")
+        self.config = rf.obj(data, "config")
+        self.prev_result: dict[str, Any] = rf.obj(data, "prevResult") if need_prev_result else {}
+
+    @classmethod
+    def parse(cls, body: object, *, need_prev_result: bool) -> _CoordinatorCall:
+        data = rf.body_object(body, "CoordinatorArgs")
+        names = ["containerID", "netNamespace", "ifName", "podNamespace", "podName", "cniVersion", "config"]
+        rf.require(data, *names, *(["prevResult"] if need_prev_result else []), what="CoordinatorArgs")
+        return cls(data, need_prev_result)
+
+
+def _merge(entry: dict, defaults: dict) -> coordinator_config.CoordinatorConfig:
+    try:
+        return coordinator_config.merge(entry, defaults)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid coordinator config: {exc}") from exc
