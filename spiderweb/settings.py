@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "spiderweb.tenancy",
     "spiderweb.changelog",
     "spiderweb.ipam",
+    "spiderweb.mirror",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class MirrorConfig(AppConfig):
+    """Two-way mirror between the IPAM tables and the Spiderpool CRDs, and the admission webhooks."""
+
+    name = "spiderweb.mirror"
+    label = "mirror"
+    verbose_name = "Kubernetes mirror"
+
+    def ready(self):
+        from spiderweb.mirror import signals
+
+        signals.connect()

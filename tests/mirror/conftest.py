@@ -1,0 +1,20 @@
+"""Fixtures of the mirror tests. The mirror stays off in the test process unless a test turns it on, so a service
+call never enqueues a task by accident; lab fixtures live in ``lab.py``."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _mirror_off(monkeypatch):
+    from spiderweb.mirror.config import mirror_config
+    from spiderweb.mirror.services import crd_client
+
+    monkeypatch.setenv("SPIDERWEB_MIRROR_ENABLED", "false")
+    mirror_config.cache_clear()
+    crd_client.cache_clear()
+    yield
+    mirror_config.cache_clear()
+    crd_client.cache_clear()
+
+
+from tests.mirror.lab import lab_env, mirror_lab, webhook_portal  # noqa: E402,F401  (lab fixtures)

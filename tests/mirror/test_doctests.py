@@ -1,0 +1,16 @@
+"""Run the worked examples in the docstrings of the mirror's pure modules, so the documentation cannot drift."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["spiderweb.k8s.admission", "spiderweb.k8s.netconf", "spiderweb.k8s.crd", "spiderweb.k8s.watch",
+           "spiderweb.mirror.merge", "spiderweb.mirror.documents"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_hold(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no worked examples"
+    assert result.failed == 0

@@ -1,0 +1,247 @@
+"""AdmissionReview handling through the Django test client: mutate, allow, deny, dryRun, UPDATE merges, DELETE."""
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from spiderweb.changelog.models import ObjectChange
+from spiderweb.ipam import services
+from spiderweb.ipam.models import ClusterSettings, IPPool, ReservedIP, Subnet
+from spiderweb.mirror.models import MirrorState
+from spiderweb.tenancy.models import Tenant
+from tests.ipam import factories as f
+
+from .jsonpatch import json_patch_apply
+
+pytestmark = pytest.mark.django_db
+MUTATE = "/mutate-spiderpool-spidernet-io-v2beta1-"
+VALIDATE = "/validate-spiderpool-spidernet-io-v2beta1-"
+
+
+def review(kind, operation, obj=None, old=None, *, dry_run=False, user="alice"):
+    name = ((obj or old or {}).get("metadata") or {}).get("name", "")
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()), "kind": {"group": "spiderpool.spidernet.io", "version": "v2beta1", "kind": kind},
+            "resource": {"group": "spiderpool.spidernet.io", "version": "v2beta1", "resource": kind.lower() + "s"},
+            "name": name, "operation": operation, "userInfo": {"username": user},
+            "object": obj, "oldObject": old, "dryRun": dry_run,
+        },
+    }
+
+
+def post(client, path, body, *, secure=True):
+    response = client.post(path, data=json.dumps(body), content_type="application/json", secure=secure)
+    return response.status_code, response.json()
+
+
+def pool_obj(name, uid=None, labels=None, **spec):
+    return {"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
+            "metadata": {"name": name, "uid": uid or str(uuid.uuid4()), "labels": labels or {}}, "spec": spec}
+
+
+def test_mutate_pool_returns_a_jsonpatch_with_defaults_and_subnet_inheritance(client):
+    services.subnet_create(tenant=f.tenant(), name="s1", spec={"subnet": "10.6.0.0/16", "ips": ["10.6.0.1-10.6.0.200"],
+                                                              "gateway": "10.6.0.254"})
+    Subnet.objects.filter(name="s1").update(k8s_uid="uid-s1")
+    obj = pool_obj("p1", subnet="10.6.0.0/16", ips=["10.6.0.12", "10.6.0.10-10.6.0.11"])
+    status, body = post(client, MUTATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    assert status == 200 and body["response"]["allowed"] is True
+    patch = json.loads(base64.b64decode(body["response"]["patch"]))
+    mutated = json_patch_apply(obj, patch)
+    assert mutated["spec"] == {"subnet": "10.6.0.0/16", "ips": ["10.6.0.10-10.6.0.12"], "ipVersion": 4,
+                               "gateway": "10.6.0.254"}
+    assert mutated["metadata"]["finalizers"] == ["spiderpool.spidernet.io"]
+    assert mutated["metadata"]["labels"]["ipam.spidernet.io/ippool-cidr"] == "10-6-0-0-16"
+    assert mutated["metadata"]["ownerReferences"][0]["uid"] == "uid-s1"
+
+
+def test_mutate_refuses_empty_reserved_ip_with_a_message(client):
+    obj = {"metadata": {"name": "r1"}, "spec": {"ips": []}}
+    status, body = post(client, MUTATE + "spiderreservedip", review("SpiderReservedIP", "CREATE", obj))
+    assert status == 200 and body["response"]["allowed"] is False
+    assert "at least one IP range" in body["response"]["status"]["message"]
+
+
+def test_valid_pool_is_allowed_and_written_with_tenant_label_and_actor(client):
+    Tenant.objects.create(name="team-x")
+    obj = pool_obj("p1", labels={"spiderweb.io/tenant": "team-x"}, ipVersion=4, subnet="10.1.0.0/24",
+                   ips=["10.1.0.10-10.1.0.20"])
+    status, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    assert body["response"]["allowed"] is True, body
+    pool = IPPool.objects.get(name="p1")
+    assert pool.tenant.name == "team-x" and pool.ips == ["10.1.0.10-10.1.0.20"]
+    assert pool.k8s_uid == obj["metadata"]["uid"]
+    assert ObjectChange.objects.filter(object_repr="p1", action="create").get().user_name == "kubernetes:alice"
+
+
+def test_unknown_tenant_label_falls_back_to_the_default_tenant(client, settings):
+    settings.SPIDERWEB_DEFAULT_TENANT = "fallback"
+    obj = pool_obj("p1", labels={"spiderweb.io/tenant": "nobody"}, subnet="10.1.0.0/24", ips=["10.1.0.10"])
+    post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    assert IPPool.objects.get(name="p1").tenant.name == "fallback"
+
+
+def test_invalid_pool_is_denied_with_the_rest_api_message_and_nothing_written(client):
+    obj = pool_obj("p1", subnet="10.1.0.0/24", ips=["10.2.0.10"])
+    status, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    response = body["response"]
+    assert status == 200 and response["allowed"] is False and response["status"]["code"] == 422
+    expected = 'SpiderIPPool "p1" is invalid: ips: 10.2.0.10 is outside subnet 10.1.0.0/24.'
+    assert response["status"]["message"] == expected
+    assert not IPPool.objects.exists()
+
+
+def test_overlapping_pool_is_denied(client):
+    f.pool("a", "10.1.0.0/16", ["10.1.0.1"])
+    obj = pool_obj("b", subnet="10.1.1.0/24", ips=["10.1.1.1"])
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    assert body["response"]["allowed"] is False
+    assert "overlaps the subnet 10.1.0.0/16 of IPPool a" in body["response"]["status"]["message"]
+
+
+def test_dry_run_validates_but_writes_nothing(client):
+    good = pool_obj("p1", subnet="10.1.0.0/24", ips=["10.1.0.10"])
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", good, dry_run=True))
+    assert body["response"]["allowed"] is True
+    bad = pool_obj("p2", subnet="10.1.0.0/24", ips=["10.9.0.10"])
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", bad, dry_run=True))
+    assert body["response"]["allowed"] is False
+    assert not IPPool.objects.exists() and not ObjectChange.objects.exists()
+
+
+def test_update_merges_with_a_pending_portal_edit_of_another_field(client):
+    obj = pool_obj("p1", ipVersion=4, subnet="10.1.0.0/24", ips=["10.1.0.10-10.1.0.20"])
+    post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    pool = IPPool.objects.get(name="p1")
+    MirrorState.objects.create(kind="SpiderIPPool", name="p1", object_id=pool.pk, k8s_uid=obj["metadata"]["uid"],
+                               synced_spec={"spec": {"ipVersion": 4, "subnet": "10.1.0.0/24",
+                                                     "ips": ["10.1.0.10-10.1.0.20"]}, "labels": {}})
+    services.ippool_update(pool=pool, spec={"node_name": ["n1"]})  # portal edit, not pushed yet
+    new = json.loads(json.dumps(obj))
+    new["spec"]["default"] = True
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", new, obj))
+    assert body["response"]["allowed"] is True and "warnings" not in body["response"]
+    pool.refresh_from_db()
+    assert pool.default is True and pool.node_name == ["n1"]
+
+
+def test_update_of_the_same_field_kubernetes_wins_and_the_portal_value_is_logged(client):
+    obj = pool_obj("p1", ipVersion=4, subnet="10.1.0.0/24", ips=["10.1.0.10-10.1.0.20"])
+    post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    pool = IPPool.objects.get(name="p1")
+    MirrorState.objects.create(kind="SpiderIPPool", name="p1", object_id=pool.pk, k8s_uid=obj["metadata"]["uid"],
+                               synced_spec={"spec": {"ipVersion": 4, "subnet": "10.1.0.0/24",
+                                                     "ips": ["10.1.0.10-10.1.0.20"]}, "labels": {}})
+    services.ippool_update(pool=pool, spec={"node_name": ["portal-node"]})
+    new = json.loads(json.dumps(obj))
+    new["spec"]["nodeName"] = ["k8s-node"]
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", new, obj))
+    assert body["response"]["allowed"] is True
+    assert "spec.nodeName" in body["response"]["warnings"][0]
+    pool.refresh_from_db()
+    assert pool.node_name == ["k8s-node"]
+    record = ObjectChange.objects.filter(object_repr="p1", message__startswith="conflict").get()
+    assert "spec.nodeName" in record.message
+    assert record.prechange_data["node_name"] == ["portal-node"]
+    assert record.postchange_data["node_name"] == ["k8s-node"]
+
+
+def test_update_cannot_change_an_immutable_field(client):
+    obj = pool_obj("p1", ipVersion=4, subnet="10.1.0.0/24", ips=["10.1.0.10"])
+    post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    new = json.loads(json.dumps(obj))
+    new["spec"]["subnet"] = "10.1.1.0/24"
+    new["spec"]["ips"] = ["10.1.1.10"]
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", new, obj))
+    assert body["response"]["allowed"] is False and "subnet is immutable" in body["response"]["status"]["message"]
+
+
+def test_terminating_object_allows_finalizer_removal_but_not_spec_edits(client):
+    obj = pool_obj("p1", ipVersion=4, subnet="10.1.0.0/24", ips=["10.1.0.10"])
+    obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    obj["metadata"]["finalizers"] = ["spiderpool.spidernet.io"]
+    released = json.loads(json.dumps(obj))
+    released["metadata"]["finalizers"] = []
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", released, obj))
+    assert body["response"]["allowed"] is True
+    edited = json.loads(json.dumps(obj))
+    edited["spec"]["ips"] = ["10.1.0.11"]
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", edited, obj))
+    assert body["response"]["allowed"] is False and "terminating" in body["response"]["status"]["message"]
+
+
+def _held_pool():
+    pool = f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.20"])
+    f.allocate(f.facts(annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["p1"]})}))
+    return pool
+
+
+def test_delete_marks_the_row_terminating_and_allows(client):
+    pool = _held_pool()
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "DELETE", None, pool_obj("p1")))
+    assert body["response"]["allowed"] is True
+    pool.refresh_from_db()
+    assert pool.terminating is True
+
+
+def test_delete_in_use_is_refused_when_the_cluster_setting_is_on(client):
+    pool = _held_pool()
+    ClusterSettings.objects.filter(pk=1).update(enable_validating_resources_deleted_webhook=True)
+    ClusterSettings.invalidate_cache()
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "DELETE", None, pool_obj("p1")))
+    assert body["response"]["allowed"] is False
+    assert "still holds 1 allocated IPs" in body["response"]["status"]["message"]
+    pool.refresh_from_db()
+    assert pool.terminating is False
+
+
+def test_delete_dry_run_marks_nothing(client):
+    pool = _held_pool()
+    _, body = post(client, VALIDATE + "spiderippool",
+                   review("SpiderIPPool", "DELETE", None, pool_obj("p1"), dry_run=True))
+    assert body["response"]["allowed"] is True
+    pool.refresh_from_db()
+    assert pool.terminating is False
+
+
+def test_a_terminating_row_refuses_a_new_incarnation(client):
+    _held_pool()
+    post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "DELETE", None, pool_obj("p1")))
+    obj = pool_obj("p1", subnet="10.1.0.0/24", ips=["10.1.0.10-10.1.0.20"])
+    _, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    assert body["response"]["allowed"] is False and "still being deleted" in body["response"]["status"]["message"]
+
+
+def test_reserved_ip_and_subnet_are_written_too(client):
+    reserved = {"metadata": {"name": "r1", "uid": "u-r1"}, "spec": {"ipVersion": 4, "ips": ["10.1.0.5"]}}
+    _, body = post(client, VALIDATE + "spiderreservedip", review("SpiderReservedIP", "CREATE", reserved))
+    assert body["response"]["allowed"] is True
+    subnet = {"metadata": {"name": "s1", "uid": "u-s1"}, "spec": {"subnet": "10.3.0.0/16", "ips": ["10.3.0.1"]}}
+    _, body = post(client, VALIDATE + "spidersubnet", review("SpiderSubnet", "CREATE", subnet))
+    assert body["response"]["allowed"] is True
+    assert ReservedIP.objects.get(name="r1").ips == ["10.1.0.5"] and Subnet.objects.get(name="s1").k8s_uid == "u-s1"
+
+
+def test_coordinator_and_multusconfig_are_validated_without_database_writes(client):
+    bad = {"metadata": {"name": "default"}, "spec": {"podCIDRType": "auto", "podMACPrefix": "01:00"}}
+    _, body = post(client, VALIDATE + "spidercoordinator", review("SpiderCoordinator", "CREATE", bad))
+    assert body["response"]["allowed"] is False and "unicast" in body["response"]["status"]["message"]
+    smc = {"metadata": {"name": "m1", "namespace": "default"},
+           "spec": {"cniType": "macvlan", "macvlan": {"master": ["eth0"]}}}
+    _, body = post(client, VALIDATE + "spidermultusconfig", review("SpiderMultusConfig", "CREATE", smc))
+    assert body["response"]["allowed"] is True
+
+
+def test_plain_http_and_bad_bodies_are_refused(client):
+    status, _ = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", pool_obj("p1")),
+                     secure=False)
+    assert status == 403
+    response = client.post(VALIDATE + "spiderippool", data="{", content_type="application/json", secure=True)
+    assert response.status_code == 400
+    assert client.get(VALIDATE + "spiderippool", secure=True).status_code == 405
+    assert client.get("/webhook-health-check").json() == {"status": "ok"}
