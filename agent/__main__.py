@@ -50,11 +50,11 @@ def _start(config: agent_config.AgentConfig):
     if config.tune_sysctls:
         from agent.netlink.sysctl import apply_host_sysctls
 
-        written = apply_host_sysctls(ipv4=True, ipv6=True)
+        written = apply_host_sysctls(ipv4=True, ipv6=True, netns_path=config.host_netns_path)
         log.info("host sysctls set: %s", ", ".join(f"{k}={v}" for k, v in written.items()) or "none")
     if not config.standalone:
         wait_for_kubernetes(config)
-    agent = Agent(config)
+    agent = Agent(config, host_netns_path=config.host_netns_path)
     agent.start()
     return agent
 

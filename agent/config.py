@@ -63,6 +63,9 @@ class AgentConfig:
     object_cache_seconds: float = 30.0
     shutdown_grace: float = 25.0
     tune_sysctls: bool = False
+    # The netns the agent treats as "the host" for coordinator work; None = its own. Lets one machine run
+    # several agents, each for a node living in a network namespace (the netns lab, benchmarks).
+    host_netns_path: str | None = None
     log_level: str = "info"
 
     @property
@@ -183,6 +186,7 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
         object_cache_seconds=r.number("SPIDERWEB_AGENT_OBJECT_CACHE_SECONDS", 30.0, low=0, high=3600),
         shutdown_grace=r.number("SPIDERWEB_AGENT_SHUTDOWN_GRACE", 25.0, low=0, high=3600),
         tune_sysctls=r.flag("SPIDERWEB_AGENT_TUNE_SYSCTLS", False),
+        host_netns_path=r.text("SPIDERWEB_AGENT_HOST_NETNS") or None,
         log_level=log_level,
     )
     if config.node_token_file and not config.node_token:

@@ -14,6 +14,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/lib/cni/macvlan ] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
 command -v openssl >/dev/null || need+=(openssl)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
