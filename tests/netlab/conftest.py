@@ -76,7 +76,8 @@ class AgentProcess:
         deadline = time.monotonic() + 30
         while not os.path.exists(self.socket):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"agent for {node.name} did not start: {(workdir / f'agent-{node.name}.log').read_text()}")
+                log_text = (workdir / f"agent-{node.name}.log").read_text()
+                raise RuntimeError(f"agent for {node.name} did not start: {log_text}")
             time.sleep(0.1)
 
     def rss_kib(self) -> int:
