@@ -52,5 +52,9 @@ bench-scale: $(STAMP)
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
 	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.scale
 
+bench-cni: test-deps
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.cni
+
 clean:
 	rm -rf $(VENV) .state

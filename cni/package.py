@@ -1,13 +1,14 @@
 """Build the three CNI executables as single-file zipapps: ``python -m cni.package OUTDIR``.
 
 A runtime executes ``/opt/cni/bin/<type>`` directly, so each executable must be one self-contained file. A
-zipapp (``#!/usr/bin/env python3`` + a zip of the ``cni`` package + a ``__main__``) is exactly that, needs
+zipapp (a python3 shebang + a zip of the ``cni`` package, precompiled, + a ``__main__``) is exactly that, needs
 nothing on the host but python3, and is built with the standard library alone.
 """
 
 from __future__ import annotations
 
 import os
+import py_compile
 import shutil
 import stat
 import sys
@@ -15,7 +16,20 @@ import tempfile
 import zipapp
 from pathlib import Path
 
-INTERPRETER = "/usr/bin/env python3"
+def interpreter() -> str:
+    """The shebang: the host's system python3 without site or user paths (`-IS`), when it is there.
+
+    Start-up is the cost of every CNI call: `-I -S` skips site-packages (the executables use only the stdlib)
+    and a direct path avoids `env` and shims such as pyenv's (measured: ~8 ms instead of ~120 ms).
+    `SPIDERWEB_CNI_PYTHON` overrides it.
+    """
+    override = os.environ.get("SPIDERWEB_CNI_PYTHON")
+    if override:
+        return override
+    if os.path.exists("/usr/bin/python3"):
+        return "/usr/bin/python3 -IS"
+    return "/usr/bin/env python3"
+
 # The oldest python3 the executables support; older interpreters get a CNI error instead of a SyntaxError.
 MIN_PYTHON = (3, 9)
 EXECUTABLES = {"spiderpool": "cni.spiderpool", "coordinator": "cni.coordinator", "ifacer": "cni.ifacer"}
@@ -65,11 +79,22 @@ def build(outdir: Path) -> list[Path]:
             (source / "__main__.py").write_text(main_text, encoding="utf-8")
             target = outdir / name
             partial = outdir / f".{name}.partial"
-            zipapp.create_archive(source, partial, interpreter=INTERPRETER, compressed=True)
+            _precompile(source)
+            zipapp.create_archive(source, partial, interpreter=interpreter(), compressed=True)
             os.chmod(partial, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
             os.replace(partial, target)
             built.append(target)
     return built
+
+
+def _precompile(source: Path) -> None:
+    """Ship bytecode next to each module (unchecked-hash .pyc, which zipimport loads without recompiling).
+
+    An interpreter of another version ignores it (different magic number) and compiles the source instead.
+    """
+    for path in source.rglob("*.py"):
+        py_compile.compile(str(path), cfile=str(path) + "c", doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
 def _copy_package(package_dir: Path, destination: Path) -> None:

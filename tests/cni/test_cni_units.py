@@ -7,6 +7,7 @@ import glob
 import importlib
 import io
 import json
+from pathlib import Path
 import os
 import shutil
 import socket
@@ -318,11 +319,12 @@ def test_packaged_executable_is_a_755_zipapp_with_the_right_entry_point(name, ex
     path = executables[name]
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
-    assert path.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    assert path.read_bytes().startswith(b"#!/usr/bin/python3 -IS\n" if Path("/usr/bin/python3").exists()
+                                        else b"#!/usr/bin/env python3\n")
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         main_text = archive.read("__main__.py").decode()
-    assert {"__main__.py", "cni/__init__.py", "cni/dispatch.py", f"cni/{name}.py"} <= names
+    assert {"__main__.py", "cni/__init__.py", "cni/dispatch.py", f"cni/{name}.py", f"cni/{name}.pyc"} <= names
     assert "cni/package.py" not in names
     assert f"from cni.{name} import run" in main_text
 

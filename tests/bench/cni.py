@@ -1,0 +1,159 @@
+"""`make bench-cni`: pods through the full CNI chain on a real kernel, at several concurrencies.
+
+Each pod: a network namespace (made before the clock starts, as the runtime does) → the conflist run as a
+runtime runs it: macvlan (real plugin) → our `spiderpool` IPAM executable → the node agent → the portal
+(gunicorn) → PostgreSQL, then the `coordinator` (veth pair, routes, rules, neighbours). Then DEL for every pod.
+Two nodes in network namespaces behind a bridge, one agent each. Prints p50/p99 ADD latency per concurrency,
+the executables' start-up time and the agents' RSS; last line (concurrency 16):
+cni_adds_per_s=<n> dupes=<n> leaks=<n>
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.bench.common import percentile, setup_django_on_bench_db
+
+PODS = int(os.environ.get("BENCH_PODS", "1000"))
+CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64").split(",")]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _portal(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPIDERWEB_ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    log = open(workdir / "portal.log", "w")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "spiderweb.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", "3", "--threads", "8", "--keep-alive", "30"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("portal did not start: " + (workdir / "portal.log").read_text())
+
+
+def _startup_seconds(plugin: str) -> float:
+    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION"}
+    runs = 20
+    start = time.perf_counter()
+    for _ in range(runs):
+        subprocess.run([plugin], input=b'{"cniVersion":"1.0.0"}', env=env, capture_output=True, check=True)
+    return (time.perf_counter() - start) / runs
+
+
+def main() -> None:
+    setup_django_on_bench_db()
+    from spiderweb.ipam import services
+    from spiderweb.ipam.models import Allocation, Coordinator
+    from spiderweb.tenancy.models import Tenant
+    from tests.netlab.conftest import AgentProcess, conflist, main_plugin_dir
+    from tests.netlab.runtime import Runtime, pod_args
+    from tests.netlab.topology import Topology, sh
+
+    tenant = Tenant.objects.create(name="bench")
+    services.ippool_create(tenant=tenant, name="bench-v4", spec={
+        "subnet": "10.77.0.0/16", "ips": ["10.77.16.1-10.77.63.254"], "gateway": "10.77.0.1"})
+    Coordinator.objects.create(name="default", tenant=tenant, pod_cidr_type="none", service_cidr=["10.96.0.0/12"],
+                               phase="Synced")
+    workdir = Path(tempfile.mkdtemp(prefix="swbench-", dir="/tmp"))
+    topology = Topology().build()
+    portal, url = _portal(workdir)
+    agents = []
+    try:
+        from cni.package import build
+
+        bin_dir = workdir / "bin"
+        bin_dir.mkdir()
+        build(bin_dir)
+        cni_path = [str(bin_dir), main_plugin_dir()]
+        for name, node in topology.nodes.items():
+            _, token = services.node_credential_issue(node_name=name)
+            agents.append(AgentProcess(node, url, token, workdir))
+        runtimes = [Runtime(cni_path=cni_path, node_netns=n.netns) for n in topology.nodes.values()]
+        confs = [conflist("1.0.0", a.socket, v4=("bench-v4",), v6=()) for a in agents]
+        startup = _startup_seconds(str(bin_dir / "spiderpool"))
+        print(f"bench-cni: {PODS} pods per run, 2 nodes, macvlan + spiderpool + coordinator, CNI 1.0.0")
+        print(f"executable start-up (spiderpool VERSION): {startup * 1e3:.1f} ms")
+        print(f"{'conc':>4} {'ADD/s':>7} {'ADD p50 ms':>11} {'ADD p99 ms':>11} {'DEL/s':>7} {'dupes':>6} "
+              f"{'leaks':>6} {'agent RSS MB':>13}")
+        headline = None
+        for concurrency in CONCURRENCY:
+            pods = []
+            for i in range(PODS):
+                netns = f"{topology.prefix}-p{i}"
+                sh("ip", "netns", "add", netns)
+                pods.append({"i": i, "netns": netns, "uid": str(uuid.uuid4()), "cid": uuid.uuid4().hex,
+                             "name": f"bench-{concurrency}-{i}"})
+
+            def add(pod):
+                node = pod["i"] % len(runtimes)
+                start = time.perf_counter()
+                result = runtimes[node].add(confs[node], container_id=pod["cid"],
+                                            netns=f"/var/run/netns/{pod['netns']}", ifname="eth0",
+                                            args=pod_args("bench", pod["name"], pod["uid"], pod["cid"]))
+                pod["result"] = result
+                return time.perf_counter() - start
+
+            def delete(pod):
+                node = pod["i"] % len(runtimes)
+                runtimes[node].delete(confs[node], container_id=pod["cid"], netns=f"/var/run/netns/{pod['netns']}",
+                                      ifname="eth0", args=pod_args("bench", pod["name"], pod["uid"], pod["cid"]),
+                                      cached=pod.get("result"))
+
+            with ThreadPoolExecutor(concurrency) as pool:
+                start = time.perf_counter()
+                latencies = list(pool.map(add, pods))
+                add_rate = PODS / (time.perf_counter() - start)
+                addresses = [ip["address"] for pod in pods for ip in pod["result"]["ips"]]
+                dupes = len(addresses) - len(set(addresses))
+                dupes += Allocation.objects.count() - len(set(Allocation.objects.values_list("address", flat=True)))
+                rss = max(a.rss_kib() for a in agents) / 1024
+                start = time.perf_counter()
+                list(pool.map(delete, pods))
+                del_rate = PODS / (time.perf_counter() - start)
+            leaks = Allocation.objects.count()
+            for node in topology.nodes.values():
+                links = json.loads(sh("ip", "-j", "link", netns=node.netns).stdout)
+                leaks += sum(1 for link in links if link["ifname"].startswith("veth"))
+                leaks += len(sh("ip", "route", "show", "table", "500", netns=node.netns, check=False).stdout.split("\n")) - 1
+            for pod in pods:
+                sh("ip", "netns", "del", pod["netns"], check=False)
+            print(f"{concurrency:>4} {add_rate:>7.1f} {percentile(latencies, 0.5) * 1e3:>11.0f} "
+                  f"{percentile(latencies, 0.99) * 1e3:>11.0f} {del_rate:>7.1f} {dupes:>6} {leaks:>6} {rss:>13.1f}")
+            sys.stdout.flush()
+            if concurrency == 16 or headline is None:
+                headline = (add_rate, dupes, leaks)
+        print(f"cni_adds_per_s={headline[0]:.1f} dupes={headline[1]} leaks={headline[2]}")
+    finally:
+        for agent in agents:
+            agent.stop()
+        portal.terminate()
+        portal.wait(timeout=30)
+        topology.teardown()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
