@@ -145,6 +145,13 @@ def main() -> None:
             sys.stdout.flush()
             if concurrency == 16 or headline is None:
                 headline = (add_rate, dupes, leaks)
+        print("where an ADD/DEL spends its time (median per plugin call, all runs):")
+        merged: dict = {}
+        for runtime in runtimes:
+            for key, values in runtime.timings.items():
+                merged.setdefault(key, []).extend(values)
+        for key in sorted(merged):
+            print(f"  {key:<18} {percentile(merged[key], 0.5) * 1e3:7.1f} ms  ({len(merged[key])} calls)")
         print(f"cni_adds_per_s={headline[0]:.1f} dupes={headline[1]} leaks={headline[2]}")
     finally:
         for agent in agents:

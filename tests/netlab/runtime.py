@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 
@@ -30,6 +31,8 @@ class Runtime:
     node_netns: str
     timeout: float = 120.0
     env: dict = field(default_factory=dict)
+    # plugin type -> list of wall-clock seconds per call (benchmarks report where an ADD spends its time)
+    timings: dict = field(default_factory=dict)
 
     def exec_plugin(self, plugin_type: str, command: str, conf: dict, *, container_id: str, netns: str,
                     ifname: str, args: str) -> dict | None:
@@ -44,6 +47,7 @@ class Runtime:
             "CNI_PATH": ":".join(self.cni_path),
             **self.env,
         }
+        started = time.perf_counter()
         proc = subprocess.run(
             ["ip", "netns", "exec", self.node_netns, binary],
             input=json.dumps(conf).encode(),
@@ -51,6 +55,7 @@ class Runtime:
             capture_output=True,
             timeout=self.timeout,
         )
+        self.timings.setdefault(f"{plugin_type} {command}", []).append(time.perf_counter() - started)
         out = proc.stdout.decode().strip()
         if proc.returncode != 0:
             try:
