@@ -16,6 +16,7 @@ import tempfile
 import zipapp
 from pathlib import Path
 
+
 def interpreter() -> str:
     """The shebang: the host's system python3 without site or user paths (`-IS`), when it is there.
 

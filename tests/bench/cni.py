@@ -137,7 +137,8 @@ def main() -> None:
             for node in topology.nodes.values():
                 links = json.loads(sh("ip", "-j", "link", netns=node.netns).stdout)
                 leaks += sum(1 for link in links if link["ifname"].startswith("veth"))
-                leaks += len(sh("ip", "route", "show", "table", "500", netns=node.netns, check=False).stdout.split("\n")) - 1
+                table500 = sh("ip", "route", "show", "table", "500", netns=node.netns, check=False).stdout
+                leaks += len(table500.strip().splitlines())
             for pod in pods:
                 sh("ip", "netns", "del", pod["netns"], check=False)
             print(f"{concurrency:>4} {add_rate:>7.1f} {percentile(latencies, 0.5) * 1e3:>11.0f} "

@@ -7,7 +7,6 @@ import glob
 import importlib
 import io
 import json
-from pathlib import Path
 import os
 import shutil
 import socket
@@ -17,6 +16,7 @@ import sys
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
