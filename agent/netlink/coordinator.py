@@ -34,6 +34,7 @@ import ipaddress
 import logging
 import os
 import re
+import shlex
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -225,13 +226,34 @@ def _iptables(netns_path: str, version: int, args: list[str]) -> subprocess.Comp
         raise CoordinatorError(f"{binary} {' '.join(args)} did not finish within 30 s (xtables lock?)") from None
 
 
-def _ensure_iptables_rule(netns_path: str, version: int, chain: str, spec: tuple[str, ...], undo: ExitStack) -> None:
-    if _iptables(netns_path, version, ["-C", chain, *spec]).returncode == 0:
-        return
-    added = _iptables(netns_path, version, ["-A", chain, *spec])
-    if added.returncode != 0:
-        raise CoordinatorError(f"iptables -A {chain} {' '.join(spec)} failed: {added.stderr.strip()}")
-    undo.callback(_iptables, netns_path, version, ["-D", chain, *spec])
+def _ensure_iptables_rules(netns_path: str, version: int, rules, undo: ExitStack) -> None:
+    """Add the missing rules of `rules` ((chain, spec) pairs) in ONE process per family.
+
+    Each rule is checked (`-C`) and appended (`-A`) only when missing, by a small shell script run through
+    `nsenter`: one process spawn instead of two per rule keeps a pod's ADD fast. Rules this call added are
+    registered for undo; rules that were already there are left alone.
+    """
+    binary = "iptables" if version == 4 else "ip6tables"
+    lines = []
+    for index, (chain, spec) in enumerate(rules):
+        rule = " ".join(shlex.quote(part) for part in (chain, *spec))
+        base = f"{binary} -w 5 -t mangle"
+        lines.append(f"if ! {base} -C {rule} 2>/dev/null; then {base} -A {rule} && echo added:{index} "
+                     f"|| {{ echo failed:{index}; exit 1; }}; fi")
+    command = ["nsenter", f"--net={netns_path}", "sh", "-c", "\n".join(lines)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        raise CoordinatorError(f"nsenter or {binary} is not installed; the coordinator needs both") from None
+    except subprocess.TimeoutExpired:
+        raise CoordinatorError(f"{binary} did not finish within 30 s (xtables lock?)") from None
+    for marker in done.stdout.split():
+        kind, _, index = marker.partition(":")
+        chain, spec = rules[int(index)]
+        if kind == "added":
+            undo.callback(_iptables, netns_path, version, ["-D", chain, *spec])
+    if done.returncode != 0:
+        raise CoordinatorError(f"{binary} -A failed in the pod: {done.stderr.strip() or done.stdout.strip()}")
 
 
 # --- ADD -------------------------------------------------------------------------------------------------
@@ -453,8 +475,7 @@ class _Add:
             gateway = self._host_ip(version)
             if gateway is None:
                 continue
-            for chain, spec in _REPLY_IPTABLES_RULES:
-                _ensure_iptables_rule(self.netns_path, version, chain, spec, self.undo)
+            _ensure_iptables_rules(self.netns_path, version, _REPLY_IPTABLES_RULES, self.undo)
             ensure_rule(self.pod, self.undo, Rule(version, REPLY_TABLE, REPLY_RULE_PRIORITY, fwmark=REPLY_MARK))
             default = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
             ensure_route(self.pod, self.undo, Route(table=REPLY_TABLE, dst=default, oif=self.pod_veth.index,
