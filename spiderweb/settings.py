@@ -105,6 +105,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("SPIDERWEB_STATIC_ROOT", STATE_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise serves from here (filled by collectstatic)
 
 LOGIN_URL = "/admin/login/"
 
