@@ -194,7 +194,9 @@ class Allocation(models.Model):
     """One live address held by one NIC of one pod. The constraints make a duplicate impossible."""
 
     endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="allocations")
-    pool = models.ForeignKey(IPPool, on_delete=models.PROTECT, related_name="allocations")
+    # No separate pool index: the (pool, address_key) unique index serves every pool lookup, and leaving the
+    # planner only that index keeps the allocator's ordered range scans on it even with stale statistics.
+    pool = models.ForeignKey(IPPool, on_delete=models.PROTECT, related_name="allocations", db_index=False)
     ip_version = models.PositiveSmallIntegerField(choices=IPVersion.choices)
     address = models.GenericIPAddressField()
     address_key = models.CharField(max_length=32, help_text="Fixed-width hex; string order is numeric order.")
@@ -234,7 +236,7 @@ class Allocation(models.Model):
 class ReleasedAddress(models.Model):
     """An address that was used and is free again; reused least-recently-released first."""
 
-    pool = models.ForeignKey(IPPool, on_delete=models.CASCADE, related_name="released")
+    pool = models.ForeignKey(IPPool, on_delete=models.CASCADE, related_name="released", db_index=False)
     address_key = models.CharField(max_length=32)
     released_at = models.DateTimeField()
 
