@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
+from agent.netlink.netns_thread import run_in_netns
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -31,18 +33,22 @@ IFF_UP = 0x1
 IFF_BROADCAST = 0x2
 FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 VERSION = {socket.AF_INET: 4, socket.AF_INET6: 6}
+NETLINK_ROUTE = 0
 _MISSING = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
 
 
 def iproute(netns_path: str | None) -> IPRoute:
     """An ``IPRoute`` bound to ``netns_path`` (``None`` = the agent's own namespace); use it as a context manager.
 
-    ``flags=0`` because pyroute2 would otherwise *create* a missing namespace, turning "pod already gone" into a
-    fresh empty netns; with it, a missing namespace raises ``FileNotFoundError``.
+    The netlink socket is created by a short-lived thread that entered the namespace (a socket belongs to the
+    namespace of the task that created it), then handed to pyroute2 by file descriptor. pyroute2's own
+    ``netns=`` forks a child process per socket, which cost tens of milliseconds per pod ADD. A missing
+    namespace raises ``FileNotFoundError`` (it is never created as a side effect).
     """
     if netns_path is None:
         return IPRoute()
-    return IPRoute(netns=netns_path, flags=0)
+    sock = run_in_netns(netns_path, socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    return IPRoute(fileno=sock.detach())
 
 
 def is_missing(exc: BaseException) -> bool:
