@@ -238,7 +238,8 @@ def parse_cni_args(raw: str) -> PodArgs:
         if key not in _KNOWN_ARGS:
             unknown.append(key)
             continue
-        if key in values and values[key] != value:
+        if key in values and values[key] != value and (  # Multus adds IgnoreUnknown=true to a runtime's =1
+                key != "IgnoreUnknown" or _parse_bool_arg(values[key]) != _parse_bool_arg(value)):
             raise errors.CNIError(errors.INVALID_ENVIRONMENT, f"CNI_ARGS: {key} given twice with different values")
         values[key] = value
     for key, value in values.items():

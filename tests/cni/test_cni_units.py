@@ -122,6 +122,18 @@ def test_ignore_unknown_may_come_after_the_unknown_key():
     assert parse_cni_args("FOO=1;IgnoreUnknown=true").ignore_unknown is True
 
 
+def test_multus_repeating_ignore_unknown_with_another_spelling_is_accepted():
+    # containerd passes IgnoreUnknown=1 and Multus appends IgnoreUnknown=true: the same value, twice
+    args = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IgnoreUnknown=true")
+    assert (args.ignore_unknown, args.namespace, args.name) == (True, "ns", "p")
+
+
+def test_ignore_unknown_given_twice_with_different_values_is_refused():
+    with pytest.raises(errors.CNIError) as caught:
+        parse_cni_args("IgnoreUnknown=1;IgnoreUnknown=false")
+    assert caught.value.code == 4
+
+
 # -- error mapping -------------------------------------------------------------------------------------------
 
 
