@@ -36,6 +36,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
@@ -55,7 +56,6 @@ from agent.netlink.rtnl import (
     IFF_BROADCAST,
     IFF_UP,
     MAIN_TABLE,
-    NUD_PERMANENT,
     SCOPE_LINK,
     IPAddress,
     Link,
@@ -74,10 +74,11 @@ from agent.netlink.rtnl import (
     is_usable,
     list_addresses,
     list_links,
-    list_neighbours,
     list_routes,
     list_rules,
     max_prefix,
+    replace_permanent_neighbour,
+    replace_route,
 )
 from agent.netlink.sysctl import sysctl_read, sysctl_write
 
@@ -263,9 +264,10 @@ class _Add:
     """One coordinator ADD. Attributes are filled step by step in :meth:`run`, in spec §8.3 order."""
 
     def __init__(self, *, pod: IPRoute, host: IPRoute, undo: ExitStack, netns_path: str,
-                 if_name: str, container_id: str, config: CoordinatorConfig) -> None:
+                 if_name: str, container_id: str, config: CoordinatorConfig, host_netns_path: str | None) -> None:
         self.pod, self.host, self.undo = pod, host, undo
         self.netns_path, self.if_name, self.container_id, self.config = netns_path, if_name, container_id, config
+        self.host_netns_path = host_netns_path
 
     # helpers ---------------------------------------------------------------------------------------------
 
@@ -356,8 +358,7 @@ class _Add:
                 continue
             if answer.get_attr("RTA_PREFSRC"):
                 sources.append(ipaddress.ip_address(answer.get_attr("RTA_PREFSRC")))
-        names = {link.index: link.name for link in list_links(self.host)}
-        host_addresses = [(names.get(a.index, ""), a.ip) for a in list_addresses(self.host)]
+        host_addresses = [(name, ip) for name, _, ip in _host_addresses(self.host, self.host_netns_path)]
         return select_host_ips(sources, host_addresses, self.versions)
 
     def _veth(self) -> None:
@@ -427,14 +428,15 @@ class _Add:
             log.warning("could not announce the new MAC of %s: %s", self.if_name, exc)
 
     def _neighbours(self) -> None:
+        # Stale entries for the pod's address can only sit on the node's own NICs (a previous owner's veth took
+        # its entries with it): delete them there by key, no dump of the node's per-pod neighbour table.
+        node_nics = {index for _, index, _ in _host_addresses(self.host, self.host_netns_path)}
+        node_nics.discard(self.host_veth.index)
         for ip in self.cur_addrs:
-            for neigh in list_neighbours(self.host, ip.version):
-                wanted = (neigh.ifindex == self.host_veth.index and neigh.lladdr == self.pod_veth.mac
-                          and neigh.state == NUD_PERMANENT)
-                if neigh.dst == ip and not wanted:
-                    delete_neighbour(self.host, neigh.ifindex, ip)  # stale: the address lived elsewhere before
-            ensure_permanent_neighbour(self.host, self.undo, ifindex=self.host_veth.index, dst=ip,
-                                       lladdr=self.pod_veth.mac)
+            for index in node_nics:
+                delete_neighbour(self.host, index, ip)
+            replace_permanent_neighbour(self.host, self.undo, ifindex=self.host_veth.index, dst=ip,
+                                        lladdr=self.pod_veth.mac)
         if self.first:
             for ip in self.host_ips:
                 ensure_permanent_neighbour(self.pod, self.undo, ifindex=self.pod_veth.index, dst=ip,
@@ -453,11 +455,9 @@ class _Add:
         for version in sorted(self.versions):
             ensure_rule(self.host, None, Rule(version, table, HOST_RULE_PRIORITY))  # node-wide, never undone
         for ip in self.cur_addrs:
-            dst = max_prefix(ip)
-            for stale in list_routes(self.host, ip.version, table):
-                if stale.dst == dst and not stale.uses(self.host_veth.index):
-                    delete_route(self.host, stale)
-            ensure_route(self.host, self.undo, Route(table=table, dst=dst, oif=self.host_veth.index, scope=SCOPE_LINK))
+            # `replace` takes over a stale route to the same address (a previous owner's), without a dump.
+            replace_route(self.host, self.undo, Route(table=table, dst=max_prefix(ip), oif=self.host_veth.index,
+                                                      scope=SCOPE_LINK))
 
     def _hijack_routes(self) -> None:
         table = MAIN_TABLE if self.first else self.table
@@ -565,6 +565,27 @@ class _Add:
                                                         gateway=str(policy.gw)))
 
 
+_HOST_ADDRESS_TTL = 10.0
+_host_address_cache: dict[str | None, tuple[float, list]] = {}
+
+
+def _host_addresses(host: IPRoute, host_netns_path: str | None) -> list[tuple[str, int, IPAddress]]:
+    """The node's (interface name, index, address) triples, without the per-pod host veths; cached 10 s.
+
+    Host addresses change rarely, while a full dump of a node with hundreds of pods costs more than the rest of
+    an ADD; a new node address is picked up within the TTL.
+    """
+    now = time.monotonic()
+    cached = _host_address_cache.get(host_netns_path)
+    if cached is not None and now - cached[0] < _HOST_ADDRESS_TTL:
+        return cached[1]
+    names = {link.index: link.name for link in list_links(host)}
+    value = [(names.get(a.index, ""), a.index, a.ip) for a in list_addresses(host)
+             if not names.get(a.index, "").startswith("veth")]
+    _host_address_cache[host_netns_path] = (now, value)
+    return value
+
+
 def _require_netns(netns_path: str) -> None:
     if not netns_path or not os.path.exists(netns_path):
         raise CoordinatorError(f"network namespace {netns_path!r} does not exist", details={"netns": netns_path})
@@ -585,7 +606,7 @@ def coordinator_add(*, netns_path: str, if_name: str, container_id: str, config:
     try:
         with iproute(netns_path) as pod, iproute(host_netns_path) as host, ExitStack() as undo:
             _Add(pod=pod, host=host, undo=undo, netns_path=netns_path, if_name=if_name,
-                 container_id=container_id, config=config).run()
+                 container_id=container_id, config=config, host_netns_path=host_netns_path).run()
             undo.pop_all()
     except (PyNetlinkError, OSError) as exc:
         raise CoordinatorError(f"coordinator ADD for {if_name} failed: {exc}", details={"ifName": if_name}) from exc
@@ -629,12 +650,9 @@ def coordinator_del(*, netns_path: str, if_name: str, container_id: str, config:
             table = config.host_rule_table
             for ip in pod_addrs:
                 dst = max_prefix(ip)
-                for route in list_routes(host, ip.version, table):
-                    if route.dst == dst and route.oif in candidates:
-                        delete_route(host, route)
-                for neigh in list_neighbours(host, ip.version):
-                    if neigh.dst == ip and neigh.ifindex in candidates:
-                        delete_neighbour(host, neigh.ifindex, ip)
+                for index in candidates:  # by key, no dump of the node's per-pod tables
+                    delete_route(host, Route(table=table, dst=dst, oif=index, scope=SCOPE_LINK))
+                    delete_neighbour(host, index, ip)
                 for rule in list_rules(host, ip.version):
                     if rule.table == table and rule.dst == dst and rule.src is None:
                         delete_rule(host, rule)

@@ -119,11 +119,18 @@ def list_links(ipr: IPRoute) -> list[Link]:
 
 
 def get_link(ipr: IPRoute, *, name: str | None = None, index: int | None = None) -> Link | None:
-    """One link by name or index, ``None`` when it does not exist."""
-    for link in list_links(ipr):
-        if (name is not None and link.name == name) or (index is not None and link.index == index):
-            return link
-    return None
+    """One link by index (preferred) or name, ``None`` when it does not exist.
+
+    One RTM_GETLINK request, not a dump: a node holds a host veth per pod, so dumping every link on every call
+    would make each pod's ADD slower than the last.
+    """
+    try:
+        messages = ipr.link("get", index=index) if index is not None else ipr.link("get", ifname=name)
+    except PyNetlinkError as exc:
+        if is_missing(exc) or exc.code == errno.EINVAL:
+            return None
+        raise
+    return _link(messages[0]) if messages else None
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,15 @@ def add_route(ipr: IPRoute, route: Route, *, append: bool = False) -> None:
 def delete_route(ipr: IPRoute, route: Route) -> None:
     """Delete one route (or, for IPv6, one nexthop when ``oif``/``gateway`` are given); absent is fine."""
     ignore_missing(ipr.route, "del", **route.spec())
+
+
+def replace_route(ipr: IPRoute, undo: ExitStack, route: Route) -> None:
+    """Install ``route`` with ``replace`` (it takes over a stale route of the same destination), undone on failure.
+
+    No dump: used for the node's per-pod ``hostRuleTable`` routes, whose table grows with the pods.
+    """
+    ipr.route("replace", **route.spec())
+    undo.callback(delete_route, ipr, route)
 
 
 def ensure_route(ipr: IPRoute, undo: ExitStack, route: Route) -> bool:
@@ -395,6 +411,13 @@ def list_neighbours(ipr: IPRoute, version: int) -> list[Neighbour]:
 def delete_neighbour(ipr: IPRoute, ifindex: int, dst: IPAddress) -> None:
     """Delete one neighbour entry; absent is fine."""
     ignore_missing(ipr.neigh, "del", family=FAMILY[dst.version], ifindex=ifindex, dst=str(dst))
+
+
+def replace_permanent_neighbour(ipr: IPRoute, undo: ExitStack, *, ifindex: int, dst: IPAddress, lladdr: str) -> None:
+    """``neigh replace`` without a dump first (the node's neighbour table grows with the pods); undone on failure."""
+    ipr.neigh("replace", family=FAMILY[dst.version], ifindex=ifindex, dst=str(dst), lladdr=lladdr,
+              state=NUD_PERMANENT)
+    undo.callback(delete_neighbour, ipr, ifindex, dst)
 
 
 def ensure_permanent_neighbour(ipr: IPRoute, undo: ExitStack, *, ifindex: int, dst: IPAddress, lladdr: str) -> None:
