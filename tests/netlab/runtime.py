@@ -2,7 +2,7 @@
 
 ADD runs the plugins in order, each with the previous plugin's result as `prevResult`; DEL runs them in reverse
 with the cached ADD result; CHECK runs them in order with it. Plugins execute in the node's network namespace
-(`ip netns exec`), exactly where a kubelet on that node would run them.
+(`nsenter --net`), exactly where a kubelet on that node would run them.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class Runtime:
             **self.env,
         }
         started = time.perf_counter()
+        # nsenter joins only the network namespace (as a runtime on that node would be); `ip netns exec` would
+        # also copy the mount table into a new mount namespace, which grows with every pod netns.
         proc = subprocess.run(
-            ["ip", "netns", "exec", self.node_netns, binary],
+            ["nsenter", f"--net=/var/run/netns/{self.node_netns}", binary],
             input=json.dumps(conf).encode(),
             env=env,
             capture_output=True,
