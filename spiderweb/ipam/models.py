@@ -58,7 +58,7 @@ class MirroredModel(TimestampedModel):
 class RangeSpecMixin(models.Model):
     """ipVersion, subnet, ips, excludeIPs, gateway and routes: shared by SpiderSubnet and SpiderIPPool."""
 
-    ip_version = models.PositiveSmallIntegerField(choices=IPVersion.choices)
+    ip_version = models.PositiveSmallIntegerField("IP version", choices=IPVersion.choices)
     subnet = models.CharField(max_length=64, help_text="Canonical CIDR, e.g. 10.6.0.0/16.")
     ips = models.JSONField(default=list, blank=True, help_text="Range strings: 10.6.0.10-10.6.0.99 or 10.6.0.5.")
     exclude_ips = models.JSONField(default=list, blank=True)
@@ -116,17 +116,19 @@ class IPPool(RangeSpecMixin, MirroredModel):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "IP pool"
         indexes = [models.Index(fields=["ip_version", "default"], name="ippool_family_default_idx")]
 
 
 class ReservedIP(MirroredModel):
     """SpiderReservedIP: addresses never handed out, wherever they sit."""
 
-    ip_version = models.PositiveSmallIntegerField(choices=IPVersion.choices)
-    ips = models.JSONField(default=list)
+    ip_version = models.PositiveSmallIntegerField("IP version", choices=IPVersion.choices)
+    ips = models.JSONField("IPs", default=list)
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "reserved IP"
 
     @cached_property
     def ranges(self) -> RangeSet:
