@@ -244,6 +244,7 @@ class ReleasedAddress(models.Model):
 
     class Meta:
         ordering = ["released_at", "id"]
+        verbose_name_plural = "released addresses"
         constraints = [models.UniqueConstraint(fields=["pool", "address_key"], name="uniq_released_pool_address")]
         indexes = [models.Index(fields=["pool", "released_at"], name="released_pool_time_idx")]
 
