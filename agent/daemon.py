@@ -30,18 +30,18 @@ def facts_source_for(config: AgentConfig) -> FactsSource:
     """Standalone facts, or Kubernetes facts through a client built from KUBECONFIG / the service account."""
     if config.standalone:
         return StandaloneFacts(config.node_name)
-    from spiderweb.k8s.client import KubeReader, api_client
+    from spiderweb.k8s.client import KubeClient, api_client
 
-    reader = KubeReader(api_client(config.kubeconfig, pool_size=config.max_active), timeout=config.kube_timeout)
+    reader = KubeClient(api_client(config.kubeconfig, pool_size=config.max_active), timeout=config.kube_timeout)
     return KubernetesFacts(reader, node_name=config.node_name, pod_ttl=config.pod_cache_seconds,
                            object_ttl=config.object_cache_seconds)
 
 
 def wait_for_kubernetes(config: AgentConfig, *, attempts: int = 15, gap: float = 2.0) -> None:
     """Spec §12.3 start-up order: wait for the API server's ``/readyz`` (15 x 2 s), then fail loudly."""
-    from spiderweb.k8s.client import KubeReader, api_client
+    from spiderweb.k8s.client import KubeClient, api_client
 
-    reader = KubeReader(api_client(config.kubeconfig), timeout=config.kube_timeout)
+    reader = KubeClient(api_client(config.kubeconfig), timeout=config.kube_timeout)
     for attempt in range(1, attempts + 1):
         if reader.ready():
             return

@@ -48,7 +48,7 @@ class ReleaseDecision:
 
 
 class KubeReads(Protocol):
-    """The reads :class:`KubernetesFacts` needs (``spiderweb.k8s.client.KubeReader`` provides them)."""
+    """The reads :class:`KubernetesFacts` needs (``spiderweb.k8s.client.KubeClient`` provides them)."""
 
     def pod(self, namespace: str, name: str) -> dict | None: ...
 

@@ -47,7 +47,8 @@ INSTALLED_APPS = [
     "spiderweb.tenancy",
     "spiderweb.changelog",
     "spiderweb.ipam",
-    "spiderweb.mirror",
+    "spiderweb.controllers",
+    "spiderweb.controllers.mirror",
 ]
 
 MIDDLEWARE = [

@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-from spiderweb.mirror.config import mirror_config
+from spiderweb.controllers.mirror.config import mirror_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
 

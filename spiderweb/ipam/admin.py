@@ -477,3 +477,6 @@ class NodeCredentialAdmin(admin.ModelAdmin):
     def _issue(self, request, node_name):
         _, token = services.node_credential_issue(node_name=node_name, created_by=request.user)
         self.message_user(request, f"Token for {node_name} (shown once): {token}", level=messages.WARNING)
+
+
+from spiderweb.ipam import tenant_admin  # noqa: E402,F401  (registers the Tenant admin; needs the mixins above)

@@ -1,8 +1,8 @@
 """Admission webhooks, the pure part: AdmissionReview v1 in and out, JSONPatch, and Spiderpool's mutating defaults.
 
-The Django views (``spiderweb.mirror.webhooks``) read the database (owning subnet, cluster switches) and write it;
-everything that only looks at the object lives here so it is testable with plain dicts, and so the defaults applied
-to a CRD are the same code whatever serves them. Never imports Django.
+The Django views (``controllers/mirror/webhooks.py``) read the database (owning subnet, cluster switches) and
+write it; everything that only looks at the object lives here so it is testable with plain dicts, and so the
+defaults applied to a CRD are the same code whatever serves them. Never imports Django.
 """
 
 from __future__ import annotations

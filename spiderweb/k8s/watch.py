@@ -1,6 +1,6 @@
-"""List and watch Spiderpool custom objects, resuming from a stored resourceVersion and relisting on 410 Gone.
+"""List and watch any kind, resuming from a stored resourceVersion and relisting on 410 Gone.
 
-Why not ``kubernetes.watch.Watch``: the mirror needs to know exactly when the stored resourceVersion is no longer
+Why not ``kubernetes.watch.Watch``: the controllers need to know exactly when the stored resourceVersion is no longer
 servable (HTTP 410, or an ``ERROR`` event carrying a 410 ``Status``) so it can relist, needs bookmarks to advance
 the cursor on quiet kinds, and must be stoppable from another thread on SIGTERM. Both the stream parser and the
 resume loop are here; where the cursor is stored and what an event triggers are the caller's business
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from spiderweb.k8s.client import KubeError, KubeUnavailable
-from spiderweb.k8s.crd import CrdClient, CrdKind, KubeGone, api_error, meta
+from spiderweb.k8s.client import KubeClient, KubeError, KubeGone, KubeUnavailable, api_error
+from spiderweb.k8s.crd import meta
+from spiderweb.k8s.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def parse_watch_line(line: bytes | str) -> WatchEvent | None:
     >>> parse_watch_line(b'{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}')
     Traceback (most recent call last):
     ...
-    spiderweb.k8s.crd.KubeGone: watch expired: too old
+    spiderweb.k8s.client.KubeGone: watch expired: too old
     >>> parse_watch_line(b"  ") is None
     True
     """
@@ -81,16 +82,16 @@ class WatchStream:
     resourceVersion it saw. The client-side read timeout is a little longer, so a dead connection is noticed too.
     """
 
-    def __init__(self, client: CrdClient, kind: CrdKind, *, resource_version: str, timeout_seconds: int = 60):
+    def __init__(self, client: KubeClient, resource: Resource, *, resource_version: str, timeout_seconds: int = 60):
         self.client = client
-        self.kind = kind
+        self.resource = resource
         self.resource_version = resource_version
         self.timeout_seconds = timeout_seconds
         self._response = None
         self._closed = threading.Event()
 
     def __iter__(self) -> Iterator[WatchEvent]:
-        path = self.kind.path()
+        path = self.resource.path()
         query = (f"?watch=1&allowWatchBookmarks=true&timeoutSeconds={int(self.timeout_seconds)}"
                  f"&resourceVersion={self.resource_version}")
         try:
@@ -117,7 +118,7 @@ class WatchStream:
                 yield event
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if not self._closed.is_set():
-                raise KubeUnavailable(f"watch of {self.kind.plural} broke: {exc}") from exc
+                raise KubeUnavailable(f"watch of {self.resource.plural} broke: {exc}") from exc
         finally:
             self._release()
 
@@ -155,8 +156,8 @@ class WatchLoop:
       what it knows, because DELETED events that happened while the cursor was unservable are lost for good.
     """
 
-    client: CrdClient
-    kind: CrdKind
+    client: KubeClient
+    resource: Resource
     load_cursor: Callable[[], str]
     save_cursor: Callable[[str], None]
     handle: Callable[[WatchEvent], None]
@@ -176,14 +177,14 @@ class WatchLoop:
                 self.run_once()
                 backoff = 1.0
             except KubeGone as exc:
-                log.info("%s: stored resourceVersion no longer servable (%s); relisting", self.kind.plural, exc)
+                log.info("%s: stored resourceVersion no longer servable (%s); relisting", self.resource.plural, exc)
                 self.save_cursor("")
             except (KubeUnavailable, KubeError) as exc:
-                log.warning("%s: watch failed: %s; retrying in %.0f s", self.kind.plural, exc, backoff)
+                log.warning("%s: watch failed: %s; retrying in %.0f s", self.resource.plural, exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             except Exception:  # a callback failed (database down?): the loop must outlive it
-                log.exception("%s: handling watch events failed; retrying in %.0f s", self.kind.plural, backoff)
+                log.exception("%s: handling watch events failed; retrying in %.0f s", self.resource.plural, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
@@ -210,7 +211,7 @@ class WatchLoop:
         self.relists += 1
         self.relist(items)
         self.save_cursor(resource_version)
-        log.info("%s: listed %d objects at resourceVersion %s", self.kind.plural, len(items), resource_version)
+        log.info("%s: listed %d objects at resourceVersion %s", self.resource.plural, len(items), resource_version)
         return resource_version
 
     def shutdown(self) -> None:
@@ -221,8 +222,8 @@ class WatchLoop:
             stream.close()
 
     def _default_lister(self) -> tuple[list[dict], str]:
-        return self.client.list(self.kind)
+        return self.client.list(self.resource)
 
     def _default_stream(self, resource_version: str) -> WatchStream:
-        return WatchStream(self.client, self.kind, resource_version=resource_version,
+        return WatchStream(self.client, self.resource, resource_version=resource_version,
                            timeout_seconds=self.timeout_seconds)

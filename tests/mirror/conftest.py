@@ -6,15 +6,15 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _mirror_off(monkeypatch):
-    from spiderweb.mirror.config import mirror_config
-    from spiderweb.mirror.services import crd_client
+    from spiderweb.controllers.config import kube_client
+    from spiderweb.controllers.mirror.config import mirror_config
 
     monkeypatch.setenv("SPIDERWEB_MIRROR_ENABLED", "false")
     mirror_config.cache_clear()
-    crd_client.cache_clear()
+    kube_client.cache_clear()
     yield
     mirror_config.cache_clear()
-    crd_client.cache_clear()
+    kube_client.cache_clear()
 
 
 from tests.mirror.lab import lab_env, mirror_lab, webhook_portal  # noqa: E402,F401  (lab fixtures)

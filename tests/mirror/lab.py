@@ -24,8 +24,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from spiderweb.k8s.client import api_client
-from spiderweb.k8s.crd import GROUP, KINDS, VERSION, CrdClient
+from spiderweb.k8s.client import KubeClient, api_client
+from spiderweb.k8s.crd import GROUP, KINDS, VERSION
 from spiderweb.k8s.tls import webhook_certificate_write
 from tests.lab.controlplane import ControlPlane, ensure_built, find_bin_dir, free_port
 
@@ -54,7 +54,7 @@ def wait_for(what: str, check, timeout: float = 30.0, interval: float = 0.2):
 class Lab:
     plane: ControlPlane
     api: k8s.ApiClient
-    crd: CrdClient
+    crd: KubeClient
     custom: k8s.CustomObjectsApi
 
 
@@ -83,7 +83,7 @@ def mirror_lab(tmp_path_factory):
             return True
 
         wait_for("CRDs established", established)
-        yield Lab(plane=plane, api=api, crd=CrdClient(api), custom=k8s.CustomObjectsApi(api))
+        yield Lab(plane=plane, api=api, crd=KubeClient(api), custom=k8s.CustomObjectsApi(api))
         api.close()
 
 

@@ -5,8 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["spiderweb.k8s.admission", "spiderweb.k8s.netconf", "spiderweb.k8s.crd", "spiderweb.k8s.watch",
-           "spiderweb.mirror.merge", "spiderweb.mirror.documents"]
+MODULES = ["spiderweb.k8s.admission", "spiderweb.k8s.netconf", "spiderweb.k8s.resources", "spiderweb.k8s.client",
+           "spiderweb.k8s.watch",
+           "spiderweb.controllers.mirror.merge", "spiderweb.controllers.mirror.documents"]
 
 
 @pytest.mark.parametrize("name", MODULES)

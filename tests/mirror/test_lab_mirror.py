@@ -13,10 +13,11 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from spiderweb.changelog.models import ObjectChange
+from spiderweb.controllers.mirror import reconcile as mirror
+from spiderweb.controllers.mirror import status as mirror_status
 from spiderweb.ipam import services
 from spiderweb.ipam.models import ClusterSettings, IPPool, Subnet
 from spiderweb.k8s.crd import FINALIZER, GROUP, VERSION
-from spiderweb.mirror import services as mirror
 from tests.ipam import factories as f
 
 from .lab import crs_delete_all, wait_for
@@ -151,7 +152,7 @@ def test_status_and_spiderendpoints_are_written_in_batches_only_when_changed(lab
     web0 = allocate("busy", "web-0")
     allocate("busy", "web-1")
 
-    counts = mirror.mirror_status_write(client=lab.crd)
+    counts = mirror_status.mirror_status_write(client=lab.crd)
     assert counts == {"ippools": 1, "subnets": 0, "endpoints": 2, "endpoints_deleted": 0}
     status = get_pool(lab, "busy")["status"]
     assert (status["allocatedIPCount"], status["totalIPCount"]) == (2, 10)
@@ -166,10 +167,10 @@ def test_status_and_spiderendpoints_are_written_in_batches_only_when_changed(lab
                  "vlan": 0}]}
     assert (endpoint["status"]["ownerControllerType"], endpoint["status"]["ownerControllerName"]) == ("Pod", "web-0")
 
-    assert mirror.mirror_status_write(client=lab.crd) == {"ippools": 0, "subnets": 0, "endpoints": 0,
+    assert mirror_status.mirror_status_write(client=lab.crd) == {"ippools": 0, "subnets": 0, "endpoints": 0,
                                                            "endpoints_deleted": 0}, "nothing changed: no write"
     f.release(web0)
-    counts = mirror.mirror_status_write(client=lab.crd)
+    counts = mirror_status.mirror_status_write(client=lab.crd)
     assert counts == {"ippools": 1, "subnets": 0, "endpoints": 0, "endpoints_deleted": 1}
     assert get_pool(lab, "busy")["status"]["allocatedIPCount"] == 1
     with pytest.raises(ApiException):
@@ -183,7 +184,7 @@ def test_subnet_status_lists_controlled_pools(lab):
     create_pool(lab, "in-s2", "10.66.0.0/16", ["10.66.0.10-10.66.0.14"])
     for kind, name in (("SpiderSubnet", "s2"), ("SpiderIPPool", "in-s2")):
         mirror.mirror_in(kind=kind, name=name, client=lab.crd)
-    assert mirror.mirror_status_write(client=lab.crd)["subnets"] == 1
+    assert mirror_status.mirror_status_write(client=lab.crd)["subnets"] == 1
     status = lab.custom.get_cluster_custom_object(GROUP, VERSION, "spidersubnets", "s2")["status"]
     assert (status["totalIPCount"], status["allocatedIPCount"]) == (100, 5)
     assert json.loads(status["controlledIPPools"]) == {"in-s2": {"ips": ["10.66.0.10-10.66.0.14"]}}

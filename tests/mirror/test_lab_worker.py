@@ -12,9 +12,9 @@ import pytest
 import redis
 from kubernetes.client.exceptions import ApiException
 
+from spiderweb.controllers.models import WatchCursor
 from spiderweb.ipam.models import IPPool
 from spiderweb.k8s.crd import GROUP, VERSION
-from spiderweb.mirror.models import WatchCursor
 
 from .lab import REPO, VENV_BIN, crs_delete_all, spawn, stop_process, wait_for
 

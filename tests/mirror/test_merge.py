@@ -1,6 +1,6 @@
 """The three-way merge (pure): one side's edits always survive; a field both changed goes to Kubernetes, reported."""
 
-from spiderweb.mirror.merge import three_way_merge
+from spiderweb.controllers.mirror.merge import three_way_merge
 
 BASE = {"spec": {"subnet": "10.0.0.0/24", "ips": ["10.0.0.1-10.0.0.9"]}, "labels": {"team": "a"}}
 

@@ -5,10 +5,13 @@ import datetime
 import pytest
 from django.utils import timezone
 
+from spiderweb.controllers import leases
+from spiderweb.controllers.mirror import reconcile as mirror
+from spiderweb.controllers.mirror.config import mirror_config
+from spiderweb.controllers.mirror.models import MirrorState
+from spiderweb.controllers.mirror.status import mirror_status_write
+from spiderweb.controllers.models import Lease
 from spiderweb.ipam import services
-from spiderweb.mirror import services as mirror
-from spiderweb.mirror.config import mirror_config
-from spiderweb.mirror.models import Lease, MirrorState
 from tests.ipam import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +54,7 @@ def test_resync_plan_finds_unpushed_edited_terminating_and_deleted_rows(monkeypa
 def test_resync_and_status_do_nothing_while_the_mirror_is_off():
     f.pool("fresh", "10.1.0.0/24", ["10.1.0.1"])
     assert mirror.mirror_resync_plan() == []
-    assert mirror.mirror_status_write() == {"disabled": True}
+    assert mirror_status_write() == {"disabled": True}
 
 
 def test_reconcile_refuses_to_run_inside_a_transaction():
@@ -62,20 +65,21 @@ def test_reconcile_refuses_to_run_inside_a_transaction():
 
 
 def test_a_lease_has_one_holder_until_it_expires_or_is_released():
-    assert mirror.lease_acquire("job", holder="a", ttl=60) is True
-    assert mirror.lease_acquire("job", holder="b", ttl=60) is False
-    assert mirror.lease_acquire("job", holder="a", ttl=60) is True, "renewal"
-    mirror.lease_release("job", holder="a")
-    assert mirror.lease_acquire("job", holder="b", ttl=60) is True, "released"
+    assert leases.lease_acquire("job", holder="a", ttl=60) is True
+    assert leases.lease_acquire("job", holder="b", ttl=60) is False
+    assert leases.lease_acquire("job", holder="a", ttl=60) is True, "renewal"
+    leases.lease_release("job", holder="a")
+    assert leases.lease_acquire("job", holder="b", ttl=60) is True, "released"
     Lease.objects.filter(name="job").update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
-    assert mirror.lease_acquire("job", holder="c", ttl=60) is True, "b's lease expired"
+    assert leases.lease_acquire("job", holder="c", ttl=60) is True, "b's lease expired"
 
 
 def test_portal_writes_are_not_echoed_when_they_come_from_kubernetes(monkeypatch, django_capture_on_commit_callbacks):
-    from spiderweb.mirror import signals
+    from spiderweb.controllers import enqueue
+    from spiderweb.controllers.mirror import signals
 
     sent = []
-    monkeypatch.setattr(signals, "task_send", lambda name, *args: sent.append((name, args)))
+    monkeypatch.setattr(enqueue, "task_send", lambda name, *args: sent.append((name, args)))
     monkeypatch.setenv("SPIDERWEB_MIRROR_ENABLED", "true")
     mirror_config.cache_clear()
     with django_capture_on_commit_callbacks(execute=True):

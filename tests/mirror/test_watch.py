@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from spiderweb.k8s.crd import SPIDER_IPPOOL, KubeGone
+from spiderweb.k8s.client import KubeGone
+from spiderweb.k8s.crd import SPIDER_IPPOOL
 from spiderweb.k8s.watch import WatchEvent, WatchLoop, parse_watch_line
 
 
@@ -45,7 +46,7 @@ def _loop(script, cursor):
     def save(rv):
         cursor["rv"] = rv
 
-    loop = WatchLoop(client=None, kind=SPIDER_IPPOOL, load_cursor=lambda: cursor["rv"], save_cursor=save,
+    loop = WatchLoop(client=None, resource=SPIDER_IPPOOL, load_cursor=lambda: cursor["rv"], save_cursor=save,
                      handle=lambda e: handled.append((e.type, e.name)), relist=lambda items: relisted.append(items),
                      stop=script.stop, lister=script.lister, stream_factory=script.stream)
     return loop, handled, relisted

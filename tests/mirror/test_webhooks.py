@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from spiderweb.changelog.models import ObjectChange
+from spiderweb.controllers.mirror.models import MirrorState
 from spiderweb.ipam import services
 from spiderweb.ipam.models import ClusterSettings, IPPool, ReservedIP, Subnet
-from spiderweb.mirror.models import MirrorState
 from spiderweb.tenancy.models import Tenant
 from tests.ipam import factories as f
 

@@ -1,9 +1,9 @@
-"""The CRD watcher behind ``manage.py k8s_watch``: watch events become ``mirror_in`` tasks.
+"""The one watcher behind ``manage.py k8s_watch``: Kubernetes watch events become controller work.
 
-One thread per kind runs a :class:`spiderweb.k8s.watch.WatchLoop` whose cursor lives in ``WatchCursor`` rows, so a
-restart resumes where the last run stopped and a 410 Gone relists. A relist also enqueues the rows that came from
-Kubernetes but are no longer listed (their DELETED events are lost for good once the cursor expired). Only the
-holder of the ``k8s-watch`` lease watches; other replicas wait as warm standbys.
+One thread per watched kind runs a :class:`spiderweb.k8s.watch.WatchLoop` whose cursor lives in ``WatchCursor``
+rows, so a restart resumes where the last run stopped and a 410 Gone relists. Every event goes to each registered
+listener of that kind (see :mod:`spiderweb.controllers.registry`). Only the holder of the ``k8s-watch`` lease
+watches; other replicas wait as warm standbys.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ import threading
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from spiderweb.k8s import crd
+from spiderweb.controllers.leases import lease_acquire, lease_holder_id, lease_release
+from spiderweb.controllers.models import WatchCursor
+from spiderweb.controllers.registry import Watch, watches_by_kind
+from spiderweb.k8s.client import KubeClient
 from spiderweb.k8s.watch import WatchEvent, WatchLoop
-from spiderweb.mirror.documents import MIRROR_KINDS
-from spiderweb.mirror.models import WatchCursor
-from spiderweb.mirror.services import event_needs_reconcile, lease_acquire, lease_holder_id, lease_release
-from spiderweb.mirror.signals import mirror_in_enqueue
 
 log = logging.getLogger(__name__)
 
-WATCHED_KINDS = ("SpiderSubnet", "SpiderIPPool", "SpiderReservedIP", "SpiderCoordinator")
 LEASE_NAME = "k8s-watch"
 
 
@@ -38,40 +36,39 @@ def cursor_save(kind: str, resource_version: str) -> None:
     WatchCursor.objects.update_or_create(kind=kind, defaults={"resource_version": resource_version})
 
 
-def event_handle(kind: str, event: WatchEvent) -> None:
-    """A change of anything the mirror owns, or a DELETED, is a reason to reconcile that name (level-based: the task
-    reads both sides); a status-only change is not."""
+def event_dispatch(listeners: list[Watch], event: WatchEvent) -> None:
+    """Hand one event to every listener of its kind."""
     close_old_connections()
-    if event_needs_reconcile(kind, event.object, event.type):
-        mirror_in_enqueue(kind, event.name)
+    for watch in listeners:
+        watch.on_event(event)
 
 
-def relist_handle(kind: str, items: list[dict]) -> None:
-    """Reconcile every listed object, and every row from Kubernetes that the list no longer has."""
+def relist_dispatch(kind: str, listeners: list[Watch], items: list[dict]) -> None:
+    """Hand a full list to every listener that wants one, then note when the kind was relisted."""
     close_old_connections()
-    names = {crd.meta(obj).get("name") for obj in items}
-    for name in sorted(n for n in names if n):
-        mirror_in_enqueue(kind, name)
-    if kind in MIRROR_KINDS:
-        gone = MIRROR_KINDS[kind].model.objects.exclude(k8s_uid="").exclude(name__in=names)
-        for name in gone.values_list("name", flat=True):
-            mirror_in_enqueue(kind, name)
+    for watch in listeners:
+        if watch.on_relist is not None:
+            watch.on_relist(items)
     WatchCursor.objects.update_or_create(kind=kind, defaults={"relisted_at": timezone.now()})
 
 
 class Watcher:
     """Runs one watch thread per kind while this process holds the lease; ``shutdown()`` stops everything."""
 
-    def __init__(self, client: crd.CrdClient, *, kinds=WATCHED_KINDS, watch_timeout: int = 60,
+    def __init__(self, client: KubeClient, watches: list[Watch], *, watch_timeout: int = 60,
                  lease_ttl: float = 30.0) -> None:
         self.client = client
-        self.kinds = tuple(kinds)
+        self.by_kind = watches_by_kind(watches)
         self.watch_timeout = watch_timeout
         self.lease_ttl = lease_ttl
         self.holder = lease_holder_id()
         self.stop = threading.Event()
         self.loops: dict[str, WatchLoop] = {}
         self.threads: list[threading.Thread] = []
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.by_kind)
 
     def run(self) -> None:
         """Block until ``shutdown()``: renew the lease every third of its TTL, watch while holding it."""
@@ -105,13 +102,13 @@ class Watcher:
             loop.shutdown()
 
     def _start(self) -> None:
-        for kind in self.kinds:
+        for kind, listeners in self.by_kind.items():
             loop = WatchLoop(
-                client=self.client, kind=crd.KINDS[kind],
+                client=self.client, resource=listeners[0].resource,
                 load_cursor=lambda k=kind: cursor_load(k),
                 save_cursor=lambda rv, k=kind: cursor_save(k, rv),
-                handle=lambda event, k=kind: event_handle(k, event),
-                relist=lambda items, k=kind: relist_handle(k, items),
+                handle=lambda event, ls=listeners: event_dispatch(ls, event),
+                relist=lambda items, k=kind, ls=listeners: relist_dispatch(k, ls, items),
                 timeout_seconds=self.watch_timeout,
             )
             self.loops[kind] = loop

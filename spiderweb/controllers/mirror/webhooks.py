@@ -2,8 +2,8 @@
 
 Mutating: Spiderpool's defaults as a JSONPatch (pure functions in ``spiderweb.k8s.admission`` / ``netconf``; the
 owning subnet is looked up here). Validating: pools, subnets and reservations are written to the database by
-``spiderweb.mirror.services.admission_apply`` with the same validation functions as the REST API; coordinators
-and multus configs are checked by the pure rules. Views only translate: no rules and no locks here.
+``controllers/mirror/admission.py`` with the same validation functions as the REST API; coordinators and multus
+configs are checked by the pure rules. Views only translate: no rules and no locks here.
 
 The webhooks change the database, so they answer only over TLS (the listener the API server calls: gunicorn with
 ``--certfile/--keyfile``); over plain HTTP they answer 403 unless ``SPIDERWEB_WEBHOOK_ALLOW_HTTP`` is true.
@@ -20,13 +20,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from spiderweb.controllers.mirror import admission as mirror_admission
+from spiderweb.controllers.mirror.documents import MIRROR_KINDS
 from spiderweb.engine.errors import InvalidInput, IPAMError
 from spiderweb.ipam.models import ClusterSettings, Subnet
 from spiderweb.ipam.validation import SpecInvalid
 from spiderweb.k8s import admission, netconf
 from spiderweb.k8s.crd import WEBHOOK_KINDS
-from spiderweb.mirror import services
-from spiderweb.mirror.documents import MIRROR_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,9 @@ def validate(request: HttpRequest, kind: str) -> JsonResponse:
 def _validate(kind: str, req: admission.AdmissionRequest) -> list[str]:
     if kind in MIRROR_KINDS:
         if req.operation in (admission.CREATE, admission.UPDATE):
-            return services.admission_apply(kind=kind, request=req)
+            return mirror_admission.admission_apply(kind=kind, request=req)
         if req.operation == admission.DELETE:
-            services.admission_delete(kind=kind, request=req)
+            mirror_admission.admission_delete(kind=kind, request=req)
         return []
     if req.operation not in (admission.CREATE, admission.UPDATE):
         return []

@@ -11,16 +11,13 @@ compares ``generation`` with ``synced_generation`` (level-based).
 from __future__ import annotations
 
 import contextvars
-import logging
 from contextlib import contextmanager
 
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from spiderweb.mirror.config import mirror_config
-from spiderweb.mirror.documents import MIRROR_KINDS
-
-log = logging.getLogger(__name__)
+from spiderweb.controllers.enqueue import task_send, task_send_on_commit
+from spiderweb.controllers.mirror.config import mirror_config
+from spiderweb.controllers.mirror.documents import MIRROR_KINDS
 
 MIRROR_IN_TASK = "workers.mirror.mirror_in_task"
 MIRROR_OUT_TASK = "workers.mirror.mirror_out_task"
@@ -38,19 +35,9 @@ def from_kubernetes():
         _from_kubernetes.reset(token)
 
 
-def task_send(name: str, *args) -> None:
-    """Send a task by name to the broker of ``workers.celery``; log (never raise) when the broker is down."""
-    from workers.celery import app
-
-    try:
-        app.send_task(name, args=list(args))
-    except Exception as exc:  # the write is committed; the resync sweep repairs a lost send
-        log.warning("could not enqueue %s%r: %s", name, args, exc)
-
-
 def mirror_out_enqueue(kind: str, pk: int) -> None:
     """Enqueue ``mirror_out(kind, pk)`` when the current transaction commits."""
-    transaction.on_commit(lambda: task_send(MIRROR_OUT_TASK, kind, pk))
+    task_send_on_commit(MIRROR_OUT_TASK, kind, pk)
 
 
 def mirror_in_enqueue(kind: str, name: str) -> None:

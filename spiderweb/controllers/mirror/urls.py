@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from spiderweb.mirror import webhooks
+from spiderweb.controllers.mirror import webhooks
 
 urlpatterns = [path("webhook-health-check", webhooks.health, name="webhook-health-check")]
 for _name, _kind in webhooks.WEBHOOK_PATH_KINDS.items():

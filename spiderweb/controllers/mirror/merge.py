@@ -1,8 +1,8 @@
 """Three-way merge of one object's portal copy and Kubernetes copy against the last version both agreed on.
 
 A *document* is ``{"spec": {field: value}, "labels": {key: value}}`` in canonical form (see
-``spiderweb.mirror.documents``): one entry per spec field and per label, each compared as a whole value (a list of
-ranges is one value). For every entry:
+``spiderweb.controllers.mirror.documents``): one entry per spec field and per label, each compared as a whole
+value (a list of ranges is one value). For every entry:
 
 * both sides equal → that value;
 * only one side changed it since the base → that side's value (an edit is never dropped);

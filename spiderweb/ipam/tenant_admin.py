@@ -1,4 +1,8 @@
-"""Tenant admin: creates, changes and deletes go through the services, so each one lands in the change log."""
+"""Tenant admin: creates, changes and deletes go through the services, so each one lands in the change log.
+
+It lives in ``ipam`` (imported by ``ipam/admin.py``), not in ``tenancy``, because deleting a tenant is an IPAM rule
+(``services.tenant_delete`` checks the pools, subnets and coordinators it owns) and tenancy sits below ipam.
+"""
 
 from django.contrib import admin
 

@@ -1,0 +1,192 @@
+"""Status flows out in batches: SpiderIPPool and SpiderSubnet status and the SpiderEndpoints, written only when
+changed (a digest per object), never from the allocation hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+
+from spiderweb.controllers.config import kube_client
+from spiderweb.controllers.mirror.config import mirror_config
+from spiderweb.controllers.mirror.models import MirrorState
+from spiderweb.ipam.models import Allocation, Endpoint, IPPool, Subnet
+from spiderweb.k8s import crd
+from spiderweb.k8s.client import KubeClient, KubeConflict, KubeError
+from spiderweb.k8s.resources import Resource
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------------- status
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def ippool_status(pool: IPPool) -> dict:
+    """SpiderIPPool status: ``allocatedIPs`` (JSON string, ``null`` when empty), counts."""
+    rows = (Allocation.objects.filter(pool=pool).order_by("address_key")
+            .values_list("address", "endpoint__namespace", "endpoint__name", "pod_uid"))
+    allocated = {address: {"pod": f"{ns}/{name}", "podUid": uid} for address, ns, name, uid in rows}
+    return {
+        "allocatedIPs": json.dumps(allocated, separators=(",", ":")) if allocated else None,
+        "allocatedIPCount": len(allocated),
+        "totalIPCount": pool.total_ip_count,
+    }
+
+
+def _application_of(pool: IPPool) -> str:
+    """``<group>_<version>_<Kind>_<ns>_<name>`` of an auto-created pool (from its owner-application labels)."""
+    labels = pool.labels or {}
+    parts = [labels.get(f"ipam.spidernet.io/owner-application-{k}") for k in ("gv", "kind", "namespace", "name")]
+    return "_".join(parts) if all(parts) else ""
+
+
+def subnet_status(subnet: Subnet) -> dict:
+    """SpiderSubnet status: ``controlledIPPools`` (JSON string), total and pre-allocated counts (spec §1.3)."""
+    total = subnet.total_ranges
+    controlled, allocated = {}, 0
+    for pool in IPPool.objects.filter(owner_subnet=subnet).order_by("name"):
+        inside = pool.total_ranges.intersect(total)
+        entry = {"ips": inside.to_strings()}
+        application = _application_of(pool)
+        if application:
+            entry["application"] = application
+        controlled[pool.name] = entry
+        allocated += inside.count()
+    return {
+        "controlledIPPools": json.dumps(controlled, separators=(",", ":")) if controlled else None,
+        "totalIPCount": total.count(),
+        "allocatedIPCount": allocated,
+    }
+
+
+def spiderendpoint_status(endpoint: Endpoint) -> dict:
+    """SpiderEndpoint status (spec §1.5): one ``ips`` entry per NIC, both families merged into it."""
+    nics: dict[str, dict] = {}
+    for a in endpoint.allocations.select_related("pool").order_by("interface", "ip_version"):
+        nic = nics.setdefault(a.interface, {"interface": a.interface})
+        family = f"ipv{a.ip_version}"
+        nic[family] = a.cidr
+        nic[f"{family}Pool"] = a.pool.name
+        if a.gateway:
+            nic[f"{family}Gateway"] = a.gateway
+        if a.clean_gateway:
+            nic["cleanGateway"] = True
+        if a.vlan:
+            nic["vlan"] = a.vlan
+        if a.mac:
+            nic["mac"] = a.mac
+        if a.routes:
+            nic["routes"] = [*nic.get("routes", []), *a.routes]
+    return {
+        "current": {"uid": endpoint.uid, "node": endpoint.node, "ips": list(nics.values())},
+        "ownerControllerType": endpoint.owner_kind,
+        "ownerControllerName": endpoint.owner_name or endpoint.name,
+    }
+
+
+def mirror_status_write(*, client: KubeClient | None = None) -> dict:
+    """Write the status of every mirrored pool and subnet, and every SpiderEndpoint, whose value changed since the
+    last write; delete SpiderEndpoints whose endpoint row is gone. Returns counts of what was written.
+
+    Change detection without building every status: a pool's fingerprint is its generation plus count, id sum
+    and latest ``bound_at`` of its allocations (ids are never reused, a release deletes a row, a StatefulSet
+    re-bind moves ``bound_at``), all from one GROUP BY.
+    """
+    if client is None and not mirror_config().enabled:
+        return {"disabled": True}
+    client = client or kube_client()
+    counts = {"ippools": 0, "subnets": 0, "endpoints": 0, "endpoints_deleted": 0}
+    states = {(s.kind, s.name): s for s in MirrorState.objects.filter(kind__in=["SpiderIPPool", "SpiderSubnet"])}
+    prints = {r["pool_id"]: r for r in Allocation.objects.order_by().values("pool_id")
+              .annotate(n=Count("id"), s=Sum("id"), b=Max("bound_at"))}
+    for pool in IPPool.objects.exclude(k8s_uid="").order_by("pk"):
+        state = states.get(("SpiderIPPool", pool.name))
+        if state is None or state.k8s_uid != pool.k8s_uid:
+            continue
+        p = prints.get(pool.pk, {})
+        digest = _digest(pool.generation, p.get("n"), p.get("s"), p.get("b"))
+        if state.status_digest != digest and _status_patch(client, crd.SPIDER_IPPOOL, pool.name, ippool_status(pool)):
+            _status_recorded(state, digest)
+            counts["ippools"] += 1
+    for subnet in Subnet.objects.exclude(k8s_uid="").order_by("pk"):
+        state = states.get(("SpiderSubnet", subnet.name))
+        if state is None or state.k8s_uid != subnet.k8s_uid:
+            continue
+        status = subnet_status(subnet)
+        digest = _digest(json.dumps(status, sort_keys=True))
+        if state.status_digest != digest and _status_patch(client, crd.SPIDER_SUBNET, subnet.name, status):
+            _status_recorded(state, digest)
+            counts["subnets"] += 1
+    counts.update(_endpoints_write(client))
+    return counts
+
+
+def _status_patch(client: KubeClient, kind: Resource, name: str, status: dict) -> bool:
+    try:
+        return client.patch(kind, name, {"status": status}, subresource="status") is not None
+    except KubeError as exc:  # refused (schema): log and try again next batch; transient errors propagate
+        log.warning("status of %s %s not written: %s", kind.kind, name, exc)
+        return False
+
+
+def _status_recorded(state: MirrorState, digest: str) -> None:
+    MirrorState.objects.filter(pk=state.pk).update(status_digest=digest, status_written_at=timezone.now())
+
+
+def _endpoints_write(client: KubeClient) -> dict:
+    counts = {"endpoints": 0, "endpoints_deleted": 0}
+    states = {s.name: s for s in MirrorState.objects.filter(kind="SpiderEndpoint")}
+    endpoints = (Endpoint.objects.order_by("pk")
+                 .annotate(n=Count("allocations"), s=Sum("allocations__id"), b=Max("allocations__bound_at")))
+    for endpoint in endpoints:
+        key = f"{endpoint.namespace}/{endpoint.name}"
+        state = states.pop(key, None)
+        digest = _digest(endpoint.uid, endpoint.node, endpoint.owner_kind, endpoint.owner_name, endpoint.n,
+                         endpoint.s, endpoint.b)
+        if state is not None and state.status_digest == digest:
+            continue
+        written = _spiderendpoint_put(client, endpoint)
+        if written is None:
+            continue
+        MirrorState.objects.update_or_create(
+            kind="SpiderEndpoint", name=key,
+            defaults=dict(object_id=endpoint.pk, k8s_uid=crd.uid_of(written),
+                          resource_version=crd.resource_version_of(written), status_digest=digest,
+                          status_written_at=timezone.now()),
+        )
+        counts["endpoints"] += 1
+    for key, state in states.items():  # endpoint rows that are gone
+        namespace, name = key.split("/", 1)
+        client.delete(crd.SPIDER_ENDPOINT, name, namespace=namespace, uid=state.k8s_uid or None)
+        state.delete()
+        counts["endpoints_deleted"] += 1
+    return counts
+
+
+def _spiderendpoint_put(client: KubeClient, endpoint: Endpoint) -> dict | None:
+    """Create or replace one SpiderEndpoint; ``None`` when it cannot be written this round (retried next batch)."""
+    status = spiderendpoint_status(endpoint)
+    existing = client.get(crd.SPIDER_ENDPOINT, endpoint.name, namespace=endpoint.namespace)
+    try:
+        if existing is None:
+            body = {"apiVersion": crd.API_VERSION, "kind": "SpiderEndpoint",
+                    "metadata": {"name": endpoint.name, "namespace": endpoint.namespace,
+                                 "labels": {"app.kubernetes.io/managed-by": "spiderweb"}},
+                    "status": status}
+            return client.create(crd.SPIDER_ENDPOINT, body)
+        body = {**existing, "status": status}
+        return client.replace(crd.SPIDER_ENDPOINT, body)
+    except KubeConflict:
+        return None
+    except KubeError as exc:  # e.g. the namespace does not exist (yet)
+        log.info("SpiderEndpoint %s/%s not written: %s", endpoint.namespace, endpoint.name, exc)
+        return None
+
