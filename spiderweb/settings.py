@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "spiderweb.ipam",
     "spiderweb.controllers",
     "spiderweb.controllers.mirror",
+    "spiderweb.controllers.gc",
 ]
 
 MIDDLEWARE = [

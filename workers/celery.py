@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 
+from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.mirror.config import mirror_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
@@ -12,6 +13,7 @@ app = Celery("spiderweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
 app.autodiscover_tasks(["workers"], related_name="mirror")
+app.autodiscover_tasks(["workers"], related_name="gc")
 app.conf.beat_schedule = {
     "verify-allocation-integrity": {
         "task": "workers.tasks.verify_allocation_integrity_task",
@@ -35,3 +37,17 @@ app.conf.beat_schedule = {
         "options": {"expires": 50},
     },
 }
+if gc_config().enabled:  # the GC needs Kubernetes; without it there is nothing to schedule
+    app.conf.beat_schedule |= {
+        # IP GC (workers/gc.py): due traces every few seconds, the full scan every gc_config().scan_interval.
+        "gc-trace-sweep": {
+            "task": "workers.gc.gc_trace_sweep_task",
+            "schedule": gc_config().trace_interval,
+            "options": {"expires": gc_config().trace_interval},
+        },
+        "gc-scan": {
+            "task": "workers.gc.gc_scan_task",
+            "schedule": gc_config().scan_interval,
+            "options": {"expires": gc_config().scan_interval},
+        },
+    }

@@ -14,6 +14,7 @@ def test_every_installed_controller_contributes_its_watches():
     for watch in found:
         by_controller.setdefault(watch.controller, set()).add(watch.resource.kind)
     assert by_controller["mirror"] == {"SpiderSubnet", "SpiderIPPool", "SpiderReservedIP", "SpiderCoordinator"}
+    assert by_controller["gc"] == {"Pod", "Node"}
 
 
 def test_one_stream_per_kind_however_many_controllers_listen():

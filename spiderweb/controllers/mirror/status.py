@@ -163,27 +163,58 @@ def _endpoints_write(client: KubeClient) -> dict:
                           status_written_at=timezone.now()),
         )
         counts["endpoints"] += 1
-    for key, state in states.items():  # endpoint rows that are gone
+    for key, state in states.items():  # endpoint rows that are gone: their addresses are released
         namespace, name = key.split("/", 1)
-        client.delete(crd.SPIDER_ENDPOINT, name, namespace=namespace, uid=state.k8s_uid or None)
+        _spiderendpoint_remove(client, namespace, name, state.k8s_uid)
         state.delete()
         counts["endpoints_deleted"] += 1
     return counts
 
 
+def _spiderendpoint_remove(client: KubeClient, namespace: str, name: str, uid: str) -> None:
+    """Spec §6: once the addresses are released, the SpiderEndpoint goes and its finalizer with it (this
+    incarnation only: a newer object of the same name belongs to a newer pod)."""
+    obj = client.get(crd.SPIDER_ENDPOINT, name, namespace=namespace)
+    if obj is None or (uid and crd.uid_of(obj) != uid):
+        return
+    client.delete(crd.SPIDER_ENDPOINT, name, namespace=namespace, uid=crd.uid_of(obj))
+    fresh = client.get(crd.SPIDER_ENDPOINT, name, namespace=namespace)
+    if fresh is not None and crd.uid_of(fresh) == crd.uid_of(obj):
+        client.finalizer_remove(crd.SPIDER_ENDPOINT, fresh)
+
+
+def spiderendpoint_metadata(endpoint: Endpoint) -> dict:
+    """Spec §6: the ``spiderpool.spidernet.io`` finalizer (the object outlives its pod until the addresses are
+    released) and, except for StatefulSet and KubeVirt endpoints, an ownerReference to the pod, so Kubernetes
+    deletes it with the pod."""
+    owners = [] if endpoint.is_static else [
+        {"apiVersion": "v1", "kind": "Pod", "name": endpoint.name, "uid": endpoint.uid, "blockOwnerDeletion": False}
+    ]
+    return {"finalizers": [crd.FINALIZER], "ownerReferences": owners}
+
+
 def _spiderendpoint_put(client: KubeClient, endpoint: Endpoint) -> dict | None:
-    """Create or replace one SpiderEndpoint; ``None`` when it cannot be written this round (retried next batch)."""
+    """Create or replace one SpiderEndpoint; ``None`` when it cannot be written this round (retried next batch).
+
+    A SpiderEndpoint of an older incarnation that Kubernetes is already deleting (its pod is gone) is let go, its
+    finalizer removed; the next batch writes the new pod's."""
     status = spiderendpoint_status(endpoint)
+    lifecycle = spiderendpoint_metadata(endpoint)
     existing = client.get(crd.SPIDER_ENDPOINT, endpoint.name, namespace=endpoint.namespace)
     try:
+        if existing is not None and crd.is_terminating(existing):
+            client.finalizer_remove(crd.SPIDER_ENDPOINT, existing)
+            return None
         if existing is None:
             body = {"apiVersion": crd.API_VERSION, "kind": "SpiderEndpoint",
                     "metadata": {"name": endpoint.name, "namespace": endpoint.namespace,
-                                 "labels": {"app.kubernetes.io/managed-by": "spiderweb"}},
+                                 "labels": {"app.kubernetes.io/managed-by": "spiderweb"}, **lifecycle},
                     "status": status}
             return client.create(crd.SPIDER_ENDPOINT, body)
-        body = {**existing, "status": status}
-        return client.replace(crd.SPIDER_ENDPOINT, body)
+        m = dict(existing.get("metadata") or {})
+        m["finalizers"] = sorted({*(m.get("finalizers") or []), crd.FINALIZER})
+        m["ownerReferences"] = lifecycle["ownerReferences"]
+        return client.replace(crd.SPIDER_ENDPOINT, {**existing, "metadata": m, "status": status})
     except KubeConflict:
         return None
     except KubeError as exc:  # e.g. the namespace does not exist (yet)
