@@ -28,7 +28,10 @@ def pod(uid="u1", phase="Running", ips=True, deletion=None, finished_at=None, gr
             "status": status}
 
 
-def scan(p, *, static=False, valid=False, ready=True, switches=GcSwitches(), held="u1"):
+DEFAULTS = GcSwitches()
+
+
+def scan(p, *, static=False, valid=False, ready=True, switches=DEFAULTS, held="u1"):
     return scan_decision(p, held_uid=held, static=static, static_valid=valid, node_ready=ready, switches=switches,
                          now=NOW)
 
