@@ -21,3 +21,7 @@ def _fresh_pool_catalog():
     pool_catalog_invalidate()
     yield
     pool_catalog_invalidate()
+
+
+# The Kubernetes lab's control plane (one per session, shared by every package that needs a real API server).
+from tests.mirror.lab import lab_env, mirror_lab, webhook_portal  # noqa: E402,F401

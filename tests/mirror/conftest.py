@@ -16,5 +16,3 @@ def _mirror_off(monkeypatch):
     mirror_config.cache_clear()
     kube_client.cache_clear()
 
-
-from tests.mirror.lab import lab_env, mirror_lab, webhook_portal  # noqa: E402,F401  (lab fixtures)

@@ -108,7 +108,7 @@ def traced_pod_release(uid: str, *, client: KubeClient | None = None, now: _dt.d
         return "not due"
     client = client or kube_client()
     try:
-        outcome = _release_if_garbage(traced, client)
+        outcome = _release_if_garbage(traced, client, now)
     except Exception:
         attempts = traced.attempts + 1
         if attempts >= MAX_ATTEMPTS:
@@ -122,7 +122,7 @@ def traced_pod_release(uid: str, *, client: KubeClient | None = None, now: _dt.d
     return outcome
 
 
-def _release_if_garbage(traced: TracedPod, client: KubeClient) -> str:
+def _release_if_garbage(traced: TracedPod, client: KubeClient, now: _dt.datetime) -> str:
     endpoint = Endpoint.objects.filter(namespace=traced.namespace, name=traced.name, uid=traced.uid).first()
     if endpoint is None:
         # Nothing recorded under this UID: released already (CNI DEL), or re-created. A DEL that raced the
@@ -136,10 +136,10 @@ def _release_if_garbage(traced: TracedPod, client: KubeClient) -> str:
     pod = client.pod(traced.namespace, traced.name)
     if pod is not None and meta(pod).get("uid") == traced.uid:
         decision = podgc.trace_decision(pod, deleted=False, node_ready=_node_ready(client, pod),
-                                        switches=gc_config().switches, now=timezone.now())
+                                        switches=gc_config().switches, now=now)
         if decision.action != podgc.TRACE:
             return f"kept: {decision.reason}"
-        if decision.stop_at > timezone.now():
+        if decision.stop_at > now:
             TracedPod.objects.filter(pk=traced.pk).update(stop_at=decision.stop_at)
             return "not due"
     released = ippool_release(namespace=traced.namespace, name=traced.name, pod_uid=traced.uid, reason="gc-traced")
