@@ -290,9 +290,9 @@ def api_error(method: str, path: str, exc: ApiException) -> KubeError | KubeUnav
     """Map an ``ApiException`` to the error the caller acts on (retry, re-read, relist, or give up)."""
     status = exc.status or 0
     reason = status_message(exc.body) or exc.reason or "no reason given"
-    text = f"Kubernetes API: {method} {path}: HTTP {status}: {reason}"
     if status == 0 or status == 429 or status >= 500:
-        return KubeUnavailable(text)
+        return KubeUnavailable(f"Kubernetes API failed {method} {path}: HTTP {status}: {reason}")
+    text = f"Kubernetes API refused {method} {path}: HTTP {status}: {reason}"
     if status == 409:
         return KubeConflict(text, details={"status": status, "path": path})
     if status == 410:

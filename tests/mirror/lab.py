@@ -237,9 +237,14 @@ def crs_delete_all(lab: Lab) -> None:
                 pass
     endpoints = lab.custom.list_cluster_custom_object(GROUP, VERSION, "spiderendpoints")["items"]
     for obj in endpoints:
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         try:
-            lab.custom.delete_namespaced_custom_object(GROUP, VERSION, obj["metadata"]["namespace"],
-                                                       "spiderendpoints", obj["metadata"]["name"])
+            lab.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints", name)
+        except ApiException:
+            pass
+        try:  # the GC's SpiderEndpoints carry Spiderpool's finalizer (spec §6)
+            lab.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints", name,
+                                                      {"metadata": {"finalizers": []}})
         except ApiException:
             pass
 
