@@ -912,6 +912,11 @@ def test_rendered_control_plane_deployments():
     assert watcher["containers"][0]["command"] == ["python", "manage.py", "k8s_watch"]
     worker = _one(docs, "Deployment", "spiderweb-worker")["spec"]["template"]["spec"]
     assert worker["containers"][0]["command"][:4] == ["celery", "-A", "workers.celery", "worker"]
+    for spec in (beat["template"]["spec"], watcher, worker):  # beat schedules the GC, the others run it
+        assert _env(spec["containers"][0])["SPIDERPOOL_GC_DEFAULT_INTERVAL_DURATION"] == "600"
+    gc_env = _env(_one(_render("ipam.gc.enabled=false", "ipam.gc.gcAll.intervalInSecond=42"), "Deployment",
+                       "spiderweb-beat")["spec"]["template"]["spec"]["containers"][0])
+    assert (gc_env["SPIDERPOOL_GC_IP_ENABLED"], gc_env["SPIDERPOOL_GC_DEFAULT_INTERVAL_DURATION"]) == ("false", "42")
     env_secret = _one(docs, "Secret", "spiderweb-env")
     assert len(env_secret["stringData"]["SPIDERWEB_SECRET_KEY"]) == 64
     assert env_secret["stringData"]["DATABASE_URL"] == "postgresql://u:p@db:5432/spiderweb"
