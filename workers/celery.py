@@ -25,18 +25,21 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
-    # Kubernetes mirror (workers/mirror.py): status batches every few seconds, a level-based resync every minute.
-    "mirror-status": {
-        "task": "workers.mirror.mirror_status_task",
-        "schedule": mirror_config().status_interval,
-        "options": {"expires": 5},
-    },
-    "mirror-resync": {
-        "task": "workers.mirror.mirror_resync_task",
-        "schedule": mirror_config().resync_interval,
-        "options": {"expires": 50},
-    },
 }
+if mirror_config().enabled:  # no Kubernetes mirror, no idle status batches writing a lease every few seconds
+    app.conf.beat_schedule |= {
+        # Kubernetes mirror (workers/mirror.py): status batches every few seconds, a level-based resync every minute.
+        "mirror-status": {
+            "task": "workers.mirror.mirror_status_task",
+            "schedule": mirror_config().status_interval,
+            "options": {"expires": 5},
+        },
+        "mirror-resync": {
+            "task": "workers.mirror.mirror_resync_task",
+            "schedule": mirror_config().resync_interval,
+            "options": {"expires": 50},
+        },
+    }
 if gc_config().enabled:  # the GC needs Kubernetes; without it there is nothing to schedule
     app.conf.beat_schedule |= {
         # IP GC (workers/gc.py): due traces every few seconds, the full scan every gc_config().scan_interval.
