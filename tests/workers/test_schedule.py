@@ -35,6 +35,6 @@ def test_with_kubernetes_the_mirror_and_the_gc_are_scheduled_at_their_intervals(
 
 @pytest.mark.parametrize("switch", ["SPIDERPOOL_GC_IP_ENABLED", "SPIDERWEB_MIRROR_ENABLED"])
 def test_a_switched_off_controller_schedules_nothing(switch):
-    got = schedule(KUBECONFIG="/k", SPIDERWEB_MIRROR_ENABLED="true", **{switch: "false"})
+    got = schedule(**{"KUBECONFIG": "/k", "SPIDERWEB_MIRROR_ENABLED": "true", switch: "false"})
     prefix = "gc-" if switch.startswith("SPIDERPOOL_GC") else "mirror-"
     assert not [name for name in got if name.startswith(prefix)]

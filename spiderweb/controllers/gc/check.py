@@ -43,7 +43,12 @@ class CheckReport:
 
 def ipam_check(*, client: KubeClient, release_leaks: bool = False, now: _dt.datetime | None = None) -> CheckReport:
     """Compare the database with the API server; with ``release_leaks``, release each provable leak (the pod, read
-    again, is gone or is another incarnation, and no StatefulSet/VM wants the addresses)."""
+    again, is gone or is another incarnation, and no StatefulSet/VM wants the addresses).
+
+    A pod that still exists as the same incarnation is never a leak here, even when the GC's rules would reclaim
+    it (a zombie terminating past its deadline, a Running pod without ``status.podIPs``): its sandbox may still
+    use the address, and the GC decides about it under its own switches.
+    """
     now = now or timezone.now()
     report = CheckReport()
     pods = {(meta(p).get("namespace"), meta(p).get("name")): p for p in client.list(resources.POD)[0]}
@@ -51,10 +56,13 @@ def ipam_check(*, client: KubeClient, release_leaks: bool = False, now: _dt.date
     owners = OwnerValidity(client)
     for endpoint in Endpoint.objects.order_by("namespace", "name"):
         decide = _scan_decider(endpoint, owners, ready, gc_config().switches)
-        decision = decide(pods.get((endpoint.namespace, endpoint.name)), now)
-        if decision.action == podgc.RELEASE:
-            decision = decide(client.pod(endpoint.namespace, endpoint.name), now)
-        if decision.action != podgc.RELEASE:
+        pod = pods.get((endpoint.namespace, endpoint.name))
+        if not _provable_leak(endpoint, pod, decide(pod, now)):
+            continue
+        # The list is a snapshot: read the pod again so an endpoint written after it is never taken for a leak.
+        pod = client.pod(endpoint.namespace, endpoint.name)
+        decision = decide(pod, now)
+        if not _provable_leak(endpoint, pod, decision):
             continue
         addresses = ", ".join(endpoint.allocations.order_by("interface", "ip_version").values_list("address",
                                                                                                    flat=True))
@@ -69,6 +77,11 @@ def ipam_check(*, client: KubeClient, release_leaks: bool = False, now: _dt.date
     return report
 
 
+def _provable_leak(endpoint: Endpoint, pod: dict | None, decision: podgc.Decision) -> bool:
+    """The GC would release it now and the incarnation that holds it is gone (no pod, or a pod of another UID)."""
+    return decision.action == podgc.RELEASE and (pod is None or meta(pod).get("uid") != endpoint.uid)
+
+
 def _pods_against_allocations(report: CheckReport, pods: dict) -> None:
     """Live pods whose ``status.podIPs`` lie in our pools: each address must be this pod's allocation, and no two
     live pods may show the same address."""
@@ -80,11 +93,12 @@ def _pods_against_allocations(report: CheckReport, pods: dict) -> None:
             continue
         uid = meta(pod).get("uid")
         for entry in (pod.get("status") or {}).get("podIPs") or []:
-            address = str((entry or {}).get("ip") or "")
             try:
-                ip = ipaddress.ip_address(address)
+                ip = ipaddress.ip_address(str((entry or {}).get("ip") or ""))
             except ValueError:
                 continue
+            # The API server takes IPv6 spelled out in full; the database holds the canonical (shortest) form.
+            address = str(ip)
             if not any(ip in net for net in networks):
                 continue
             shown.setdefault(address, []).append(f"{namespace}/{name}")
