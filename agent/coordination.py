@@ -18,10 +18,10 @@ from agent.podfacts import FactsSource
 from agent.portal import PortalClient
 from agent.ttl_cache import TTLCache
 from spiderweb.engine.errors import InvalidInput, IPAMError
+from spiderweb.engine.keys import ANNO_DEFAULT_ROUTE_NIC
 
 log = logging.getLogger(__name__)
 
-ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
 _CLUSTER = "cluster"
 
 

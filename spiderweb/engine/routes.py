@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spiderweb.engine.errors import InvalidInput
+from spiderweb.engine.keys import ANNO_ROUTES
 from spiderweb.engine.ranges import IPAddress, IPNetwork, RangeSet, parse_cidr, parse_ip
 
 
@@ -124,7 +125,7 @@ def parse_route_annotation(text: str) -> list[Route]:
     spiderweb.engine.errors.InvalidInput: ipam.spidernet.io/routes[0]: dst fd00::/64 is IPv6 but gw 192.168.1.1 \
 is IPv4
     """
-    key = "ipam.spidernet.io/routes"
+    key = ANNO_ROUTES
     if not isinstance(text, str):
         raise InvalidInput(f"{key} must be a JSON string, got {text!r}")
     try:

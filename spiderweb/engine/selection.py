@@ -19,20 +19,20 @@ from typing import Any
 
 from spiderweb.engine.errors import InvalidInput, NoPoolAvailable, NotFound
 from spiderweb.engine.facts import PodFacts
+from spiderweb.engine.keys import (
+    ANNO_IPPOOL,
+    ANNO_IPPOOLS,
+    ANNO_MULTUS_DEFAULT_NETWORK,
+    ANNO_MULTUS_NETWORKS,
+    ANNO_NAMESPACE_DEFAULT_POOL,
+    APP_API_GROUP,
+    APP_API_VERSION,
+    APP_KIND,
+    APP_NAME,
+    APP_NAMESPACE,
+    AUTO_POOL_LABELS,
+)
 from spiderweb.engine.selector import label_selector_matches
-
-ANNO_IPPOOLS = "ipam.spidernet.io/ippools"
-ANNO_IPPOOL = "ipam.spidernet.io/ippool"
-ANNO_NAMESPACE_DEFAULT_POOL = {4: "ipam.spidernet.io/default-ipv4-ippool", 6: "ipam.spidernet.io/default-ipv6-ippool"}
-ANNO_MULTUS_DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
-ANNO_MULTUS_NETWORKS = "k8s.v1.cni.cncf.io/networks"
-
-APP_API_GROUP = "ipam.spidernet.io/app-api-group"
-APP_API_VERSION = "ipam.spidernet.io/app-api-version"
-APP_KIND = "ipam.spidernet.io/app-kind"
-APP_NAMESPACE = "ipam.spidernet.io/app-namespace"
-APP_NAME = "ipam.spidernet.io/app-name"
-AUTO_POOL_LABELS = (APP_API_GROUP, APP_API_VERSION, APP_KIND, APP_NAMESPACE, APP_NAME)
 
 NO_SELECTION_RULES = "no IPPool available, no pool selection rules of any type are specified"
 

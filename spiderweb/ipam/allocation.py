@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, IPAMError, NoPoolAvailable, NotFound, Unavailable
 from spiderweb.engine.facts import PodFacts
+from spiderweb.engine.keys import ANNO_ROUTES, ANNO_SUBNET, ANNO_SUBNETS
 from spiderweb.engine.ranges import RangeSet, address_key, int_to_ip, key_to_int
 from spiderweb.engine.routes import Route, default_route, parse_route_annotation
 from spiderweb.engine.selection import (
@@ -44,9 +45,6 @@ log = logging.getLogger(__name__)
 SCAN_BATCH = 256
 MAX_ATTEMPTS = 3
 STATIC_KINDS = {"StatefulSet": "enable_statefulset", "VirtualMachineInstance": "enable_kubevirt_static_ip"}
-ANNOTATION_SUBNET = "ipam.spidernet.io/subnet"
-ANNOTATION_SUBNETS = "ipam.spidernet.io/subnets"
-ANNOTATION_ROUTES = "ipam.spidernet.io/routes"
 
 
 @dataclass(frozen=True)
@@ -301,7 +299,7 @@ def _plan(request: AllocateRequest, cluster: ClusterSettings, pools: dict[str, I
     """Rule 1 (SpiderSubnet auto pools) here, rules 2–6 in the engine."""
     facts = request.facts
     annotations = facts.annotations
-    if ANNOTATION_SUBNETS in annotations or ANNOTATION_SUBNET in annotations:
+    if ANNO_SUBNETS in annotations or ANNO_SUBNET in annotations:
         return _plan_auto_pools(request, cluster, pools)
     names: dict[int, list[str]] = {4: [], 6: []}
     defaults: dict[int, list[str]] = {4: [], 6: []}
@@ -329,12 +327,12 @@ def _plan_auto_pools(request: AllocateRequest, cluster: ClusterSettings, pools: 
                            "enableAutoPoolForApplication")
     if facts.owner.kind == "Pod":
         raise InvalidInput("auto-created IPPools from a SpiderSubnet don't support a pod without a controller")
-    raw = facts.annotations.get(ANNOTATION_SUBNETS)
+    raw = facts.annotations.get(ANNO_SUBNETS)
     try:
         if raw is not None:
             items = json.loads(raw)
         else:
-            one = json.loads(facts.annotations[ANNOTATION_SUBNET])
+            one = json.loads(facts.annotations[ANNO_SUBNET])
             items = [dict(one, interface=request.if_name)]
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise ValueError("expected a JSON list of objects")
@@ -419,7 +417,7 @@ def _endpoint_upsert(endpoint: Endpoint | None, facts: PodFacts) -> Endpoint:
 
 
 def _annotation_routes(facts: PodFacts) -> list[Route]:
-    raw = facts.annotations.get(ANNOTATION_ROUTES)
+    raw = facts.annotations.get(ANNO_ROUTES)
     return parse_route_annotation(raw) if raw else []
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.changelog.services import object_change_record, object_snapshot
 from spiderweb.engine.errors import NotFound, PoolInUse
+from spiderweb.engine.keys import LABEL_IPPOOL_CIDR, LABEL_OWNER_SUBNET, LABEL_SUBNET_CIDR
 from spiderweb.engine.ranges import cidr_label
 from spiderweb.ipam import validation
 from spiderweb.ipam.models import Allocation, ClusterSettings, Coordinator, IPPool, NodeCredential, ReservedIP, Subnet
@@ -26,9 +27,7 @@ POOL_FIELDS = (
 ).split()
 SUBNET_FIELDS = "ip_version subnet ips exclude_ips gateway routes".split()
 RESERVED_FIELDS = ("ip_version", "ips")
-CIDR_LABEL = "ipam.spidernet.io/ippool-cidr"
-SUBNET_CIDR_LABEL = "ipam.spidernet.io/subnet-cidr"
-OWNER_SUBNET_LABEL = "ipam.spidernet.io/owner-spider-subnet"
+CIDR_LABEL, SUBNET_CIDR_LABEL, OWNER_SUBNET_LABEL = LABEL_IPPOOL_CIDR, LABEL_SUBNET_CIDR, LABEL_OWNER_SUBNET
 
 
 def _apply(instance, clean: dict, fields) -> bool:

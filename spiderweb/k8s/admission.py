@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from spiderweb.engine.errors import InvalidInput
+from spiderweb.engine.keys import LABEL_IPPOOL_CIDR, LABEL_OWNER_SUBNET, LABEL_SUBNET_CIDR
 from spiderweb.engine.ranges import RangeSet, cidr_label
 from spiderweb.k8s.crd import API_VERSION, FINALIZER, is_terminating, meta
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
-CIDR_LABEL = "ipam.spidernet.io/ippool-cidr"
-SUBNET_CIDR_LABEL = "ipam.spidernet.io/subnet-cidr"
-OWNER_SUBNET_LABEL = "ipam.spidernet.io/owner-spider-subnet"
+CIDR_LABEL, SUBNET_CIDR_LABEL, OWNER_SUBNET_LABEL = LABEL_IPPOOL_CIDR, LABEL_SUBNET_CIDR, LABEL_OWNER_SUBNET
 
 CREATE, UPDATE, DELETE, CONNECT = "CREATE", "UPDATE", "DELETE", "CONNECT"
 

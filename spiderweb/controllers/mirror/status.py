@@ -14,6 +14,7 @@ from django.utils import timezone
 from spiderweb.controllers.config import kube_client
 from spiderweb.controllers.mirror.config import mirror_config
 from spiderweb.controllers.mirror.models import MirrorState
+from spiderweb.engine import keys
 from spiderweb.ipam.models import Allocation, Endpoint, IPPool, Subnet
 from spiderweb.k8s import crd
 from spiderweb.k8s.client import KubeClient, KubeConflict, KubeError
@@ -44,7 +45,8 @@ def ippool_status(pool: IPPool) -> dict:
 def _application_of(pool: IPPool) -> str:
     """``<group>_<version>_<Kind>_<ns>_<name>`` of an auto-created pool (from its owner-application labels)."""
     labels = pool.labels or {}
-    parts = [labels.get(f"ipam.spidernet.io/owner-application-{k}") for k in ("gv", "kind", "namespace", "name")]
+    parts = [labels.get(k) for k in (keys.LABEL_OWNER_APP_GV, keys.LABEL_OWNER_APP_KIND, keys.LABEL_OWNER_APP_NAMESPACE,
+                                      keys.LABEL_OWNER_APP_NAME)]
     return "_".join(parts) if all(parts) else ""
 
 
