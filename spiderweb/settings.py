@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "spiderweb.controllers",
     "spiderweb.controllers.mirror",
     "spiderweb.controllers.gc",
+    "spiderweb.controllers.autopool",
 ]
 
 MIDDLEWARE = [

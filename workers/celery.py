@@ -4,16 +4,21 @@ import os
 
 from celery import Celery
 
+from spiderweb.controllers.config import kubernetes_configured
 from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.mirror.config import mirror_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
+
+# Level-based safety net of the application controller (spec §4.7): every workload re-derived once a minute.
+AUTOPOOL_RESYNC_SECONDS = 60.0
 
 app = Celery("spiderweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
 app.autodiscover_tasks(["workers"], related_name="mirror")
 app.autodiscover_tasks(["workers"], related_name="gc")
+app.autodiscover_tasks(["workers"], related_name="autopool")
 app.conf.beat_schedule = {
     "verify-allocation-integrity": {
         "task": "workers.tasks.verify_allocation_integrity_task",
@@ -52,5 +57,13 @@ if gc_config().enabled:  # the GC needs Kubernetes; without it there is nothing 
             "task": "workers.gc.gc_scan_task",
             "schedule": gc_config().scan_interval,
             "options": {"expires": gc_config().scan_interval},
+        },
+    }
+if kubernetes_configured():  # auto pools follow workloads; without a cluster there are none
+    app.conf.beat_schedule |= {
+        "autopool-resync": {
+            "task": "workers.autopool.applications_resync_task",
+            "schedule": AUTOPOOL_RESYNC_SECONDS,
+            "options": {"expires": AUTOPOOL_RESYNC_SECONDS},
         },
     }

@@ -43,6 +43,12 @@ def env_seconds(name: str, default: float, *, allow_zero: bool = False) -> float
     return value
 
 
+def kubernetes_configured() -> bool:
+    """Running in a pod, or pointed at a cluster with ``KUBECONFIG``: controllers that only make sense with a
+    cluster (GC, auto pools) are on; ``make run`` without one schedules and watches nothing for them."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG"))
+
+
 @dataclass(frozen=True)
 class KubeConfig:
     kubeconfig: str | None

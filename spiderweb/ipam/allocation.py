@@ -24,9 +24,10 @@ from django.conf import settings as django_settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from spiderweb.engine import autopool
 from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, IPAMError, NoPoolAvailable, NotFound, Unavailable
 from spiderweb.engine.facts import PodFacts
-from spiderweb.engine.keys import ANNO_ROUTES, ANNO_SUBNET, ANNO_SUBNETS
+from spiderweb.engine.keys import ANNO_IPPOOL_IP_NUMBER, ANNO_IPPOOL_RECLAIM, ANNO_ROUTES, ANNO_SUBNET, ANNO_SUBNETS
 from spiderweb.engine.ranges import RangeSet, address_key, int_to_ip, key_to_int
 from spiderweb.engine.routes import Route, default_route, parse_route_annotation
 from spiderweb.engine.selection import (
@@ -100,6 +101,7 @@ def ippool_allocate(*, request: AllocateRequest) -> dict:
     if not facts.alive:
         raise InvalidInput(f"pod {facts.namespace}/{facts.name} is terminating or finished (dead Pod)")
     cluster = ClusterSettings.load_cached()
+    third_party_autopools_ensure(facts)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
@@ -260,6 +262,11 @@ def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
                 ]
             break
         else:
+            growing = [by_name[n] for n in names if by_name[n].auto_app_uid
+                       and by_name[n].auto_desired > by_name[n].total_ip_count]
+            if growing:
+                raise AutoPoolNotReady(f"auto pool {growing[0].name} is full but still growing to "
+                                       f"{growing[0].auto_desired} addresses; retry")
             details = [{"pool": c.pool, "reason": c.reason} for c in tried]
             raise Exhausted(
                 f"all IP addresses used out: no IPv{version} address for {nic.interface} in "
@@ -317,55 +324,69 @@ def _plan(request: AllocateRequest, cluster: ClusterSettings, pools: dict[str, I
     )
 
 
-def _plan_auto_pools(request: AllocateRequest, cluster: ClusterSettings, pools: dict[str, IPPool]) -> list[NicRequest]:
-    """Spec §4.4: the agent only looks the auto pool up; the application controller creates and sizes it."""
-    import json
+class AutoPoolNotReady(Unavailable):
+    """Spec §4.4: the application's auto pool does not exist yet or is still growing; the agent waits and retries
+    (the portal answers at once instead of holding the request)."""
 
+
+def _plan_auto_pools(request: AllocateRequest, cluster: ClusterSettings, pools: dict[str, IPPool]) -> list[NicRequest]:
+    """Spec §4.4: look the application's auto pool up for every NIC and family the annotation names; the
+    application controller creates and sizes it (third-party controllers: ``third_party_autopools_ensure``)."""
     facts = request.facts
     if not (cluster.enable_spider_subnet and cluster.enable_auto_pool_for_application):
         raise InvalidInput("the ipam.spidernet.io/subnet(s) annotations need enableSpiderSubnet and "
                            "enableAutoPoolForApplication")
     if facts.owner.kind == "Pod":
         raise InvalidInput("auto-created IPPools from a SpiderSubnet don't support a pod without a controller")
-    raw = facts.annotations.get(ANNO_SUBNETS)
-    try:
-        if raw is not None:
-            items = json.loads(raw)
-        else:
-            one = json.loads(facts.annotations[ANNO_SUBNET])
-            items = [dict(one, interface=request.if_name)]
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise ValueError("expected a JSON list of objects")
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"invalid subnet annotation: {exc}") from exc
     result = []
-    for item in items:
-        interface = item.get("interface") or request.if_name
+    for item in autopool.subnet_requests(facts.annotations):
         found: dict[int, tuple[str, ...]] = {4: (), 6: ()}
         for version in (4, 6):
-            subnet_names = item.get(f"ipv{version}") or []
-            if not subnet_names or version not in cluster.families:
+            subnet_name = item.subnet(version)
+            if not subnet_name or version not in cluster.families:
                 continue
             matches = [
                 p.name
                 for p in pools.values()
                 if p.ip_version == version
                 and p.auto_app_uid == facts.owner.uid
-                and p.auto_interface == interface
+                and p.auto_interface == item.interface
                 and p.owner_subnet is not None
-                and p.owner_subnet.name == subnet_names[0]
+                and p.owner_subnet.name == subnet_name
             ]
             if not matches:
-                raise Unavailable(
+                raise AutoPoolNotReady(
                     f"the auto-created IPv{version} IPPool of {facts.owner.kind} {facts.namespace}/{facts.owner.name}"
-                    f" for {interface} from SpiderSubnet {subnet_names[0]} is not ready yet"
+                    f" for {item.interface} from SpiderSubnet {subnet_name} is not ready yet"
                 )
             if len(matches) > 1:
                 raise Conflict(f"more than one auto-created IPPool matches: {sorted(matches)}")
             found[version] = (matches[0],)
-        result.append(NicRequest(interface=interface, clean_gateway=request.cni.clean_gateway, v4=found[4],
+        result.append(NicRequest(interface=item.interface, clean_gateway=request.cni.clean_gateway, v4=found[4],
                                  v6=found[6], rule="subnet"))
     return result
+
+
+def third_party_autopools_ensure(facts: PodFacts) -> None:
+    """Spec §4.2: a pod of a third-party controller (an OpenKruise CloneSet, say) gets its auto pools made here,
+    during its ADD, sized by ``ipam.spidernet.io/ippool-ip-number`` (required: replicas are unknown, so ``N`` and
+    ``+N`` both mean N addresses; C8 keeps the value as written)."""
+    from spiderweb.ipam import autopools
+
+    if facts.owner.kind == "Pod" or autopool.is_native(facts.owner.kind, facts.owner.api_version) \
+            or not autopool.wants_auto_pools(facts.annotations):
+        return
+    raw = facts.annotations.get(ANNO_IPPOOL_IP_NUMBER)
+    if raw is None:
+        raise InvalidInput(f"a pod of the third-party controller {facts.owner.kind} {facts.owner.name} needs "
+                           f"{ANNO_IPPOOL_IP_NUMBER} to size its auto pool")
+    number = autopool.ip_number_parse(raw, cluster_default=0)
+    app = autopool.App(api_version=facts.owner.api_version, kind=facts.owner.kind, namespace=facts.namespace,
+                       name=facts.owner.name, uid=facts.owner.uid)
+    autopools.autopools_reconcile(app=app, requests=autopool.subnet_requests(facts.annotations), ip_number=number,
+                                  replicas=0, reclaim=autopool.reclaim_parse(facts.annotations.get(
+                                      ANNO_IPPOOL_RECLAIM)))
+    pool_catalog_invalidate()
 
 
 def _static_rebind(endpoint: Endpoint, request: AllocateRequest, nics: list[NicRequest]) -> bool:

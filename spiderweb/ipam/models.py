@@ -106,6 +106,9 @@ class IPPool(RangeSpecMixin, MirroredModel):
         max_length=64, blank=True, db_index=True, help_text="UID of the application an auto-created pool serves."
     )
     auto_interface = models.CharField(max_length=15, blank=True, help_text="NIC an auto-created pool serves.")
+    auto_desired = models.PositiveIntegerField(
+        default=0, help_text="Size the application controller wants this auto pool to have (it may still be growing)."
+    )
     scan_from = models.CharField(
         max_length=32,
         blank=True,

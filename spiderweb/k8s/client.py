@@ -207,6 +207,19 @@ class KubeClient:
                               "resourceVersion": m.get("resourceVersion")}}
         return self.patch(resource, m["name"], patch, namespace=m.get("namespace"))
 
+    def discover(self, api_version: str, kind: str) -> Resource | None:
+        """The descriptor of any served kind (a third-party controller's, say) from API discovery; ``None`` when
+        the API server does not serve it (the CRD is gone). Known kinds need no round trip."""
+        known = resource_for(api_version, kind)
+        if known is not None:
+            return known
+        group, _, version = api_version.rpartition("/")
+        listing = self.request("GET", f"/apis/{api_version}" if group else f"/api/{version}")
+        for entry in (listing or {}).get("resources") or []:
+            if entry.get("kind") == kind and "/" not in str(entry.get("name") or ""):
+                return Resource(group, version, kind, str(entry["name"]), namespaced=bool(entry.get("namespaced")))
+        return None
+
     # -- reads by name, as the agent's pod rules need them ---------------------------------------------------
 
     def namespaced(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:

@@ -8,11 +8,10 @@ schedules no scan that could only fail.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from spiderweb.controllers.config import env_bool, env_seconds
+from spiderweb.controllers.config import env_bool, env_seconds, kubernetes_configured
 from spiderweb.k8s.podgc import GcSwitches
 
 
@@ -27,9 +26,8 @@ class GcConfig:
 @lru_cache(maxsize=1)
 def gc_config() -> GcConfig:
     """This process's GC settings (cached; tests call ``gc_config.cache_clear()`` after changing the env)."""
-    has_kubernetes = bool(os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG"))
     return GcConfig(
-        enabled=env_bool("SPIDERPOOL_GC_IP_ENABLED", True) and has_kubernetes,
+        enabled=env_bool("SPIDERPOOL_GC_IP_ENABLED", True) and kubernetes_configured(),
         switches=GcSwitches(
             zombie_on_ready_node=env_bool("SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED", True),
             zombie_on_not_ready_node=env_bool("SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_NOT_READY_NODE_ENABLED",

@@ -23,8 +23,10 @@ from spiderweb.controllers.mirror.merge import three_way_merge
 from spiderweb.controllers.mirror.models import MirrorState
 from spiderweb.controllers.mirror.records import conflict_text, conflicts_record, kubernetes_actor, terminating_set
 from spiderweb.controllers.mirror.signals import from_kubernetes
+from spiderweb.engine import keys
 from spiderweb.engine.errors import Conflict, PoolInUse
-from spiderweb.ipam.models import ClusterSettings, IPPool
+from spiderweb.engine.ranges import RangeSet
+from spiderweb.ipam.models import ClusterSettings, IPPool, Subnet
 from spiderweb.ipam.validation import SpecInvalid
 from spiderweb.k8s import crd
 from spiderweb.k8s.admission import AdmissionRequest
@@ -52,6 +54,8 @@ def admission_apply(*, kind: str, request: AdmissionRequest) -> list[str]:
     with acting_as(kubernetes_actor(request.username)), from_kubernetes(), transaction.atomic():
         row = mk.model.objects.select_related("tenant").filter(name=request.name).first()
         k8s_doc = doc_from_crd(mk, obj)
+        if mk.model is IPPool:
+            auto_pool_admission(obj, row)
         if row is None:
             row = mk.create(tenant=tenant_for(obj), name=request.name, spec=model_spec_for_create(mk, obj),
                             labels=k8s_doc["labels"])
@@ -94,3 +98,31 @@ def admission_delete(*, kind: str, request: AdmissionRequest) -> None:
     with acting_as(kubernetes_actor(request.username)), from_kubernetes():
         terminating_set(mk, row, True)
 
+
+
+def auto_pool_admission(obj: dict, row: IPPool | None) -> None:
+    """Spec §1.2 rules for pools a SpiderSubnet controls: the controller owner must exist; an auto pool's
+    podAffinity may name only the five ``ipam.spidernet.io/app-*`` keys; its ``ips`` belong to the application
+    controller (the mirror's own writes carry the row's addresses, so they pass)."""
+    m = crd.meta(obj)
+    owner = next((ref for ref in m.get("ownerReferences") or []
+                  if ref.get("controller") and ref.get("kind") == "SpiderSubnet"), None)
+    if owner is not None and not Subnet.objects.filter(name=owner.get("name")).exists():
+        raise SpecInvalid({"ownerReferences": [f"the controller owner SpiderSubnet {owner.get('name')} does not "
+                                               f"exist"]})
+    auto = bool((m.get("labels") or {}).get(keys.LABEL_OWNER_APP_UID)) or (row is not None and row.auto_app_uid)
+    if not auto:
+        return
+    spec = obj.get("spec") or {}
+    affinity = spec.get("podAffinity") or {}
+    extra = sorted(set(affinity.get("matchLabels") or {}) - set(keys.AUTO_POOL_LABELS))
+    if extra or affinity.get("matchExpressions"):
+        raise SpecInvalid({"podAffinity": [f"an auto-created IPPool's podAffinity may only use "
+                                           f"{', '.join(keys.AUTO_POOL_LABELS)} in matchLabels"
+                                           + (f", not {', '.join(extra)}" if extra else "")]})
+    if row is not None and row.auto_app_uid:
+        wanted = RangeSet.parse(spec.get("ips") or [], row.ip_version)
+        if wanted != RangeSet.parse(row.ips or [], row.ip_version):
+            raise SpecInvalid({"ips": [f"the addresses of auto-created IPPool {row.name} are managed by the "
+                                       f"application controller; change ipam.spidernet.io/ippool-ip-number on the "
+                                       f"application instead"]})

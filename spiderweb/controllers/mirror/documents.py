@@ -146,16 +146,18 @@ def crd_body(mk: MirrorKind, row, doc: dict, *, existing: dict | None = None) ->
     """The object to POST (no ``existing``) or PUT (based on ``existing``, keeping what Spiderweb does not model:
     other spec fields, annotations, owner references, finalizers, the resourceVersion precondition)."""
     labels = {**doc.get("labels", {}), TENANT_LABEL: row.tenant.name}
+    annotations = dict(getattr(row, "annotations", None) or {})  # an auto pool's ippool-ip-number (spec §4.5)
     if existing is None:
-        return {
-            "apiVersion": crd.API_VERSION,
-            "kind": mk.kind,
-            "metadata": {"name": row.name, "labels": labels, "finalizers": [crd.FINALIZER]},
-            "spec": copy.deepcopy(doc.get("spec", {})),
-        }
+        metadata = {"name": row.name, "labels": labels, "finalizers": [crd.FINALIZER]}
+        if annotations:
+            metadata["annotations"] = annotations
+        return {"apiVersion": crd.API_VERSION, "kind": mk.kind, "metadata": metadata,
+                "spec": copy.deepcopy(doc.get("spec", {}))}
     body = copy.deepcopy(existing)
     body.pop("status", None)
     body["metadata"]["labels"] = labels
+    if annotations:
+        body["metadata"]["annotations"] = {**(body["metadata"].get("annotations") or {}), **annotations}
     spec = {k: v for k, v in (body.get("spec") or {}).items() if k not in dict(mk.fields)}
     spec.update(copy.deepcopy(doc.get("spec", {})))
     body["spec"] = spec
