@@ -255,7 +255,7 @@ def resize(current: RangeSet, *, desired: int, subnet_free: RangeSet, in_use: Ra
                       if missing else "")
     if desired < have:
         removable = current.subtract(in_use)
-        drop = removable.take(have - desired)
+        drop = removable.take(min(have - desired, removable.count()))
         shrunk = current.subtract(drop)
         if shrunk.count() > desired:
             return Resize(shrunk, f"{INSUFFICIENT_POOL}: {shrunk.count() - desired} more addresses are in use than "

@@ -163,7 +163,7 @@ def _allocate_locked(
     try:
         nics = _plan(request, cluster, pools)
         plan = _filter_candidates(request, nics, views, trace)
-    except NotFound:
+    except (NotFound, AutoPoolNotReady):
         if not cached:
             raise
         pool_catalog_invalidate()  # the pool may be younger than the cache: plan again from fresh data

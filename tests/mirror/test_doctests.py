@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["spiderweb.k8s.admission", "spiderweb.k8s.netconf", "spiderweb.k8s.resources", "spiderweb.k8s.client",
-           "spiderweb.k8s.watch",
+           "spiderweb.k8s.workloads", "spiderweb.k8s.podgc", "spiderweb.k8s.watch",
            "spiderweb.controllers.mirror.merge", "spiderweb.controllers.mirror.documents"]
 
 

@@ -245,3 +245,54 @@ def test_plain_http_and_bad_bodies_are_refused(client):
     assert response.status_code == 400
     assert client.get(VALIDATE + "spiderippool", secure=True).status_code == 405
     assert client.get("/webhook-health-check").json() == {"status": "ok"}
+
+
+# ------------------------------------------------------------------------------------ auto pools (spec §1.2, §4)
+
+
+def _auto_pool_row():
+    from spiderweb.engine.autopool import App, IPNumber, SubnetRequest
+    from spiderweb.ipam.autopools import autopools_reconcile
+
+    services.subnet_create(tenant=f.tenant(), name="sa", spec={"subnet": "10.9.0.0/24", "ips": ["10.9.0.10-10.9.0.30"]})
+    app = App("apps/v1", "Deployment", "default", "web", str(uuid.uuid4()))
+    [state] = autopools_reconcile(app=app, requests=[SubnetRequest("eth0", v4="sa")], ip_number=IPNumber(True, 1),
+                                  replicas=1, reclaim=True)
+    return IPPool.objects.get(name=state.pool)
+
+
+def _as_crd(pool, **spec_changes):
+    spec = {"ipVersion": 4, "subnet": pool.subnet, "ips": pool.ips, "podAffinity": pool.pod_affinity, **spec_changes}
+    obj = pool_obj(pool.name, labels=pool.labels, **spec)
+    obj["metadata"]["ownerReferences"] = [{"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderSubnet",
+                                           "name": "sa", "uid": "u", "controller": True}]
+    return obj
+
+
+def test_an_auto_pools_addresses_belong_to_the_application_controller(client):
+    pool = _auto_pool_row()
+    same = _as_crd(pool)
+    status, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", same, same))
+    assert body["response"]["allowed"] is True, "the mirror's own write (the row's addresses) passes"
+    edited = _as_crd(pool, ips=["10.9.0.10-10.9.0.20"])
+    status, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", edited, same))
+    assert body["response"]["allowed"] is False
+    assert "managed by the application controller" in body["response"]["status"]["message"]
+    assert IPPool.objects.get(pk=pool.pk).ips == pool.ips
+
+
+def test_an_auto_pools_pod_affinity_names_only_the_application_keys(client):
+    pool = _auto_pool_row()
+    affinity = {"matchLabels": {**pool.pod_affinity["matchLabels"], "app": "other"}}
+    obj = _as_crd(pool, podAffinity=affinity)
+    status, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "UPDATE", obj, _as_crd(pool)))
+    assert body["response"]["allowed"] is False and "not app" in body["response"]["status"]["message"]
+
+
+def test_a_pool_whose_controller_subnet_does_not_exist_is_refused(client):
+    obj = pool_obj("orphan", ipVersion=4, subnet="10.8.0.0/24", ips=["10.8.0.10"])
+    obj["metadata"]["ownerReferences"] = [{"kind": "SpiderSubnet", "name": "gone", "uid": "u", "controller": True}]
+    status, body = post(client, VALIDATE + "spiderippool", review("SpiderIPPool", "CREATE", obj))
+    assert body["response"]["allowed"] is False
+    assert "SpiderSubnet gone does not exist" in body["response"]["status"]["message"]
+    assert not IPPool.objects.filter(name="orphan").exists()
