@@ -58,6 +58,9 @@ class AgentConfig:
     portal_timeout: float = 30.0
     portal_retries: int = 3
     portal_backoff: float = 0.2
+    # Spec §4.4: how long an ADD waits for its SpiderSubnet auto pool to exist or to grow (25 x 2 s upstream).
+    auto_pool_wait_retries: int = 25
+    auto_pool_wait_seconds: float = 2.0
     kube_timeout: float = 10.0
     pod_cache_seconds: float = 5.0
     object_cache_seconds: float = 30.0
@@ -183,6 +186,9 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
         portal_timeout=r.number("SPIDERWEB_PORTAL_TIMEOUT", 30.0, low=0.1, high=600),
         portal_retries=int(r.number("SPIDERWEB_PORTAL_RETRIES", 3, low=0, high=20, integer=True)),
         portal_backoff=r.number("SPIDERWEB_PORTAL_BACKOFF", 0.2, low=0, high=60),
+        auto_pool_wait_retries=int(r.number("SPIDERPOOL_WAIT_SUBNET_POOL_MAX_RETRIES", 25, low=0, high=1000,
+                                            integer=True)),
+        auto_pool_wait_seconds=r.number("SPIDERPOOL_WAIT_SUBNET_POOL_TIME_IN_SECOND", 2.0, low=0, high=60),
         kube_timeout=r.number("SPIDERWEB_KUBE_TIMEOUT", 10.0, low=0.1, high=600),
         pod_cache_seconds=r.number("SPIDERWEB_AGENT_POD_CACHE_SECONDS", 5.0, low=0, high=3600),
         object_cache_seconds=r.number("SPIDERWEB_AGENT_OBJECT_CACHE_SECONDS", 30.0, low=0, high=3600),

@@ -57,16 +57,17 @@ class Agent:
                  host_netns_path: str | None = None) -> None:
         self.config = config
         self.token = NodeToken(value=config.node_token, path=config.node_token_file)
+        self.metrics = AgentMetrics()
         self.portal = portal or PortalClient(
             config.portal_url, self.token, timeout=config.portal_timeout, retries=config.portal_retries,
             backoff=config.portal_backoff, ca_file=config.portal_ca_file,
             user_agent=f"spiderweb-agent/{config.node_name}",
         )
         self.facts = facts or facts_source_for(config)
-        self.metrics = AgentMetrics()
         self.admission = Admission(max_active=config.max_active, max_waiting=config.queue_size)
         self.api = SocketAPI(
-            ipam=IpamService(config=config, portal=self.portal, facts=self.facts),
+            ipam=IpamService(config=config, portal=self.portal, facts=self.facts,
+                             on_auto_pool_wait=self.metrics.auto_pool_waits.inc),
             coordinator=CoordinatorService(portal=self.portal, facts=self.facts, host_netns_path=host_netns_path),
             admission=self.admission,
             metrics=self.metrics,

@@ -8,6 +8,8 @@ network namespace (IP conflict, gateway reachability, gratuitous ARP).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent import request_fields as rf
@@ -16,7 +18,7 @@ from agent.errors import ForbidStateful, ForbidStateless, PortalError
 from agent.netlink import detection
 from agent.netlink.errors import DetectionError
 from agent.podfacts import RELEASE, FactsSource
-from agent.portal import PortalClient
+from agent.portal import AUTOPOOL_NOT_READY, PortalClient
 from spiderweb.engine.errors import Conflict, InvalidInput
 from spiderweb.engine.facts import PodFacts
 
@@ -57,10 +59,14 @@ class AddArgs:
 class IpamService:
     """Socket API operations under ``/v1/ipam`` and ``/v1/workloadendpoint``; each returns the JSON answer."""
 
-    def __init__(self, *, config: AgentConfig, portal: PortalClient, facts: FactsSource) -> None:
+    def __init__(self, *, config: AgentConfig, portal: PortalClient, facts: FactsSource,
+                 on_auto_pool_wait: Callable[[], None] = lambda: None, sleep: Callable[[float], None] = time.sleep,
+                 ) -> None:
         self.config = config
         self.portal = portal
         self.facts = facts
+        self.on_auto_pool_wait = on_auto_pool_wait
+        self.sleep = sleep
 
     # -------------------------------------------------------------------------------------------------- ADD
 
@@ -72,15 +78,31 @@ class IpamService:
             raise InvalidInput(f"pod {args.namespace}/{args.name} is terminating or finished (dead Pod)")
         if args.match_master_subnet:
             log.debug("matchMasterSubnet is not supported by the portal yet; ignored for %s", args.name)
-        result = self.portal.allocate(
-            facts=facts, if_name=args.if_name, container_id=args.container_id, default_ipv4=args.default_ipv4,
-            default_ipv6=args.default_ipv6, clean_gateway=args.clean_gateway,
-            cluster_network=self.config.cluster_network, network=args.network,
-        )
+        result = self._allocate_waiting_for_auto_pool(args, facts)
         mine = [ip for ip in result.get("ips") or [] if isinstance(ip, dict) and ip.get("nic") == args.if_name]
         self._detect(args, facts, mine)
         self._announce(args, mine)
         return result
+
+    def _allocate_waiting_for_auto_pool(self, args: AddArgs, facts: PodFacts) -> dict:
+        """Spec §4.4: while the application's auto pool is missing or still growing, wait and ask again (the portal
+        answers at once; the agent holds the ADD, up to ``SPIDERPOOL_WAIT_SUBNET_POOL_MAX_RETRIES`` waits of
+        ``SPIDERPOOL_WAIT_SUBNET_POOL_TIME_IN_SECOND``); every wait is counted (A20)."""
+        for attempt in range(self.config.auto_pool_wait_retries + 1):
+            try:
+                return self.portal.allocate(
+                    facts=facts, if_name=args.if_name, container_id=args.container_id,
+                    default_ipv4=args.default_ipv4, default_ipv6=args.default_ipv6, clean_gateway=args.clean_gateway,
+                    cluster_network=self.config.cluster_network, network=args.network,
+                )
+            except PortalError as exc:
+                if exc.code != AUTOPOOL_NOT_READY or attempt == self.config.auto_pool_wait_retries:
+                    raise
+                log.info("ADD %s/%s waits for its auto pool (%d/%d): %s", args.namespace, args.name, attempt + 1,
+                         self.config.auto_pool_wait_retries, exc.message)
+                self.on_auto_pool_wait()
+                self.sleep(self.config.auto_pool_wait_seconds)
+        raise AssertionError("unreachable")
 
     def _detect(self, args: AddArgs, facts: PodFacts, mine: list[dict]) -> None:
         """Spec §11.4: conflict/unreachable releases the pod's addresses and fails the ADD; other errors just fail."""

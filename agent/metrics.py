@@ -93,6 +93,10 @@ class AgentMetrics:
         self.allocation = _Operation(self.registry, "allocation", (
             "err_internal", "err_no_available_pool", "err_retries_exhausted", "err_ip_used_out"))
         self.release = _Operation(self.registry, "release", ("err_internal", "err_retries_exhausted"))
+        # Appendix A20: upstream declares this and never increments it; here every wait for an auto pool counts.
+        self.auto_pool_waits = Counter("spiderpool_debug_auto_pool_waited_for_available_counts",
+                                       "ADDs that waited for their SpiderSubnet auto pool to exist or grow",
+                                       registry=self.registry)
 
     def record_allocation(self, *, seconds: float, waited: float | None, error_code: str | None) -> None:
         """One ``POST /v1/ipam/ip``; ``error_code`` is the failure's stable code, ``None`` on success."""

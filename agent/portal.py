@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/internal/v1/"
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+AUTOPOOL_NOT_READY = "autopool_not_ready"  # the portal's code while a SpiderSubnet auto pool is missing or growing
 MAX_BACKOFF_SECONDS = 5.0
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _STATUS_CODES = {400: "invalid_input", 401: "forbidden", 403: "forbidden", 404: "not_found", 409: "conflict"}
@@ -211,8 +212,8 @@ class PortalClient:
                     token_retried = True
                     if self.token.get() not in ("", token):
                         continue
-                if status not in TRANSIENT_STATUS:
-                    raise error
+                if status not in TRANSIENT_STATUS or error.code == AUTOPOOL_NOT_READY:
+                    raise error  # an auto pool being made is waited for by the caller, on its own budget
                 problem = f"HTTP {status} {error.code}: {error.message}"
             attempt += 1
             if attempt >= attempts:

@@ -328,6 +328,8 @@ class AutoPoolNotReady(Unavailable):
     """Spec §4.4: the application's auto pool does not exist yet or is still growing; the agent waits and retries
     (the portal answers at once instead of holding the request)."""
 
+    code = "autopool_not_ready"
+
 
 def _plan_auto_pools(request: AllocateRequest, cluster: ClusterSettings, pools: dict[str, IPPool]) -> list[NicRequest]:
     """Spec §4.4: look the application's auto pool up for every NIC and family the annotation names; the

@@ -26,6 +26,7 @@ HTTP_STATUS = {
     "forbid_stateless": status.HTTP_409_CONFLICT,
     "forbid_stateful": status.HTTP_409_CONFLICT,
     "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "autopool_not_ready": status.HTTP_503_SERVICE_UNAVAILABLE,
     "internal": status.HTTP_500_INTERNAL_SERVER_ERROR,
 }
 
