@@ -4,7 +4,8 @@ One allocation is one short transaction:
 
 1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod),
 2. plan the NICs and candidate pools with `spiderweb.engine.selection` (pure, explains every rejection),
-3. lock every candidate pool row in primary-key order (never a global lock, never a deadlock),
+3. lock every candidate pool row in primary-key order, FOR NO KEY UPDATE so that the foreign-key checks of a
+   release committing meanwhile never wait on it (never a global lock, never a deadlock),
 4. take the next address of each (NIC, family): never-used addresses first (walking up from the pool's
    `scan_from` hint with indexed range queries, so a /64 or a pool holding 60,000 allocations costs the same
    as an empty one), then released addresses least-recently-released first,
@@ -230,11 +231,17 @@ def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
 
     Reservations are read before the lock so the lock is held for as few statements as possible; the locked
     rows must carry the generation the plan was made with (else the plan is redone).
+
+    The pool rows are locked FOR NO KEY UPDATE, not FOR UPDATE: allocators still exclude each other, but a
+    release committing at the same time can take the FOR KEY SHARE its deferred foreign-key checks need on the
+    same rows (`ReleasedAddress` and `AddressHistory` reference the pool). Those checks run at commit in the
+    order of the released rows, not in primary-key order, so with FOR UPDATE a dual-stack ADD and a DEL in the
+    same two pools deadlocked.
     """
     facts = request.facts
     blocked = {v: reserved_ranges(v) for v in {version for _, version, _ in plan}}
     wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
-    locked = list(IPPool.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    locked = list(IPPool.objects.select_for_update(no_key=True).filter(pk__in=wanted).order_by("pk"))
     if len(locked) != len(wanted) or any(p.generation != wanted[p.pk] for p in locked):
         pool_catalog_invalidate()
         raise _StaleCatalog("a candidate pool changed while planning")
