@@ -85,6 +85,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{STATE_DIR / 'spiderweb.sqlite3'}"),
         conn_max_age=int(os.environ.get("SPIDERWEB_DB_CONN_MAX_AGE", "60")),
+        # A kept connection is checked before a request reuses it, so a database restart costs the next request
+        # a reconnect instead of an error.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
