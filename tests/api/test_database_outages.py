@@ -5,6 +5,8 @@ while holding a pool lock must reach them as 503 in the API's JSON error shape.
 """
 
 import json
+import threading
+import time
 
 import pytest
 from django.db import close_old_connections, connection, connections
@@ -95,3 +97,43 @@ def test_a_connection_lost_between_requests_is_replaced_before_the_next_request(
     response = client.post(ALLOCATE, allocate_body(), format="json")
     # Then the health check found the dead connection and the request ran on a new one
     assert response.status_code == 200, response.content
+
+
+# ------------------------------------------------------------------------------------ fault 4: stalled holders
+
+
+def test_the_portal_connection_carries_the_lock_and_idle_in_transaction_timeouts():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, setting, unit FROM pg_settings "
+            "WHERE name IN ('lock_timeout', 'idle_in_transaction_session_timeout')"
+        )
+        settings = {name: (setting, unit) for name, setting, unit in cursor.fetchall()}
+    assert settings == {"lock_timeout": ("5000", "ms"), "idle_in_transaction_session_timeout": ("30000", "ms")}
+
+
+def test_an_allocation_behind_a_stalled_pool_lock_holder_is_a_503_within_the_lock_timeout(pool):
+    client = node_client()
+    # Given a request stuck while holding the pool's row lock (as an allocation holds it)
+    holder = connections.create_connection("default")
+    holder.inc_thread_sharing()  # the safety timer below may end it from its own thread
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT id FROM ipam_ippool WHERE id = %s FOR NO KEY UPDATE", [pool.pk])
+    # (without a lock timeout the allocation would wait for as long as the holder stalls; end it after 30 s)
+    safety = threading.Timer(30, holder.rollback)
+    safety.start()
+    try:
+        # When a node agent allocates from that pool
+        started = time.monotonic()
+        response = client.post(ALLOCATE, allocate_body(), format="json")
+        elapsed = time.monotonic() - started
+    finally:
+        safety.cancel()
+        holder.rollback()
+        holder.close()
+    # Then it gets a retryable 503 well before the holder lets go, naming the lock wait
+    body = assert_503_unavailable_json(response)
+    assert body["details"] == {"sqlstate": "55P03"}
+    assert "lock" in body["message"]
+    assert elapsed < 25
