@@ -23,6 +23,11 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    "prune-pod-tombstones": {
+        "task": "workers.tasks.prune_pod_tombstones_task",
+        "schedule": 600.0,
+        "options": {"expires": 540},
+    },
     # Kubernetes mirror (workers/mirror.py): status batches every few seconds, a level-based resync every minute.
     "mirror-status": {
         "task": "workers.mirror.mirror_status_task",

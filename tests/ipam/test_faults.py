@@ -16,7 +16,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from spiderweb.ipam import allocation, services
-from spiderweb.ipam.models import ReleasedAddress
+from spiderweb.ipam.models import Allocation, Endpoint, ReleasedAddress
 from tests.ipam import factories as f
 
 pytestmark = [
@@ -140,8 +140,68 @@ def add_body(facts, if_name="eth0", container_id="sandbox-1", default_ipv4_pool=
 
 
 def del_body(facts, if_name="eth0", container_id="sandbox-1"):
+    """The agent's release for a DEL of a pod Kubernetes says is deleted (the only DELs it forwards there)."""
     return {"podNamespace": facts.namespace, "podName": facts.name, "podUID": facts.uid, "ifName": if_name,
-            "containerID": container_id}
+            "containerID": container_id, "podDead": True}
+
+
+# ------------------------------------------------------------------------------------------- fault 1: DEL first
+
+
+def test_a_del_arriving_while_the_first_add_is_in_flight_waits_for_it_and_releases_its_address(monkeypatch):
+    # Given a pod whose first ADD has taken its address but not committed yet
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    client = node_client()
+    facts = f.facts("web-0", annotations=pool_annotations(ipv4=["p1"]))
+    stall = StallInsideAllocation(monkeypatch)
+    add = Writer(lambda: client.post(ALLOCATE, add_body(facts), format="json")).begin()
+    stall.wait_reached()
+    # When the runtime's DEL for the pod arrives meanwhile
+    delete = Writer(lambda: client.post(RELEASE, del_body(facts), format="json")).begin()
+    waited = wait_until_waiting_on_a_lock(delete)
+    stall.go()
+    # Then the ADD completes, and the DEL waited for it and released what it took
+    added, deleted = add.outcome(), delete.outcome()
+    assert added.status_code == 200, added.content
+    assert deleted.status_code == 200, deleted.content
+    assert deleted.json() == {"released": ["10.1.0.10"]}
+    assert waited
+    # and nothing is left held by the deleted pod
+    assert not Allocation.objects.exists()
+    assert not Endpoint.objects.exists()
+
+
+def test_an_add_that_arrives_after_its_own_del_is_refused_and_takes_nothing():
+    # Given a DEL that overtook its pod's first ADD on the way to the portal (it found nothing to release)
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    client = node_client()
+    facts = f.facts("web-0", annotations=pool_annotations(ipv4=["p1"]))
+    deleted = client.post(RELEASE, del_body(facts), format="json")
+    assert deleted.json() == {"released": []}
+    # When the overtaken ADD of that sandbox arrives
+    added = client.post(ALLOCATE, add_body(facts), format="json")
+    # Then it is refused for good (409, not a retryable status) and holds nothing
+    assert added.status_code == 409, added.content
+    assert added.json()["code"] == "conflict"
+    assert "sandbox-1" in added.json()["message"] and "already deleted" in added.json()["message"]
+    assert not Allocation.objects.exists()
+    # while a new sandbox of the same pod (kubelet re-creating it) is served
+    again = client.post(ALLOCATE, add_body(facts, container_id="sandbox-2"), format="json")
+    assert again.status_code == 200, again.content
+
+
+def test_a_del_the_agent_cannot_call_final_leaves_no_tombstone_so_the_container_may_be_added_again():
+    # Given a standalone agent's DEL: it cannot know whether the runtime will ADD the same container again
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    client = node_client()
+    facts = f.facts("web-0", annotations=pool_annotations(ipv4=["p1"]))
+    assert client.post(ALLOCATE, add_body(facts), format="json").status_code == 200
+    deleted = client.post(RELEASE, {**del_body(facts), "podDead": False}, format="json")
+    assert deleted.json() == {"released": ["10.1.0.10"]}
+    # When the runtime ADDs the container again (CNI allows ADD after DEL of the same container)
+    again = client.post(ALLOCATE, add_body(facts), format="json")
+    # Then it is served
+    assert again.status_code == 200, again.content
 
 
 # ------------------------------------------------------------------------------------- fault 2: lock ordering
