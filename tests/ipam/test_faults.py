@@ -265,3 +265,31 @@ def test_a_del_does_not_wait_for_an_add_in_the_same_pools(monkeypatch):
         stall.go()
     assert not isinstance(add.outcome(), BaseException)
     assert ReleasedAddress.objects.count() == 1
+
+
+# ------------------------------------------------------------------------------ fault 5: DEL racing a second NIC
+
+
+def test_a_del_racing_the_add_of_a_second_nic_releases_both_nics(monkeypatch):
+    # Given a pod with eth0, whose net1 ADD (Multus: one ADD per NIC) has taken its address but not committed yet
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    f.pool("p2", "10.2.0.0/24", ["10.2.0.10-10.2.0.19"])
+    client = node_client()
+    facts = f.facts("web-0")
+    assert client.post(ALLOCATE, add_body(facts, default_ipv4_pool="p1"), format="json").status_code == 200
+    stall = StallInsideAllocation(monkeypatch)
+    net1 = add_body(facts, if_name="net1", default_ipv4_pool="p2")
+    add = Writer(lambda: client.post(ALLOCATE, net1, format="json")).begin()
+    stall.wait_reached()
+    # When the pod's DEL arrives and the net1 ADD then commits
+    delete = Writer(lambda: client.post(RELEASE, del_body(facts), format="json")).begin()
+    wait_until_waiting_on_a_lock(delete)
+    stall.go()
+    # Then the DEL releases both NICs' addresses
+    added, deleted = add.outcome(), delete.outcome()
+    assert added.status_code == 200, added.content
+    assert deleted.status_code == 200, deleted.content
+    assert sorted(deleted.json()["released"]) == ["10.1.0.10", "10.2.0.10"]
+    # and leaves neither an allocation nor the endpoint behind
+    assert not Allocation.objects.exists()
+    assert not Endpoint.objects.exists()
