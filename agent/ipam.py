@@ -170,7 +170,8 @@ class IpamService:
                      decision.reason)
             return None
         released = self.portal.release(namespace=namespace, name=decision.name, uid=decision.uid,
-                                       if_name=rf.text(data, "ifName"), container_id=rf.text(data, "containerID"))
+                                       if_name=rf.text(data, "ifName"), container_id=rf.text(data, "containerID"),
+                                       pod_dead=decision.pod_dead)
         log.info("DEL %s/%s: released %s (%s)", namespace, name, released or "nothing", decision.reason)
         return None
 

@@ -38,6 +38,9 @@ class ReleaseDecision:
     """What a DEL should do: ``keep`` (200, nothing released), ``release`` or ``skip`` (nothing to release with).
 
     ``name`` and ``uid`` are what the portal keys the allocation by (``name`` is the VMI name for KubeVirt pods).
+    ``pod_dead``: Kubernetes says this pod UID will never be alive again (deleted, finished, or an older
+    incarnation), so no later ADD of the sandbox is valid and the portal may refuse one that the DEL overtook.
+    Standalone mode cannot know that: a plain runtime may ADD the same container again after a DEL.
     """
 
     action: str
@@ -45,6 +48,7 @@ class ReleaseDecision:
     name: str = ""
     uid: str = ""
     owner_kind: str = ""
+    pod_dead: bool = False
 
 
 class KubeReads(Protocol):
@@ -199,7 +203,7 @@ class KubernetesFacts:
         elif pods.is_kubevirt_vmi(owner) and self._kubevirt_keeps(namespace, owner.name):
             return ReleaseDecision(KEEP, f"KubeVirt VM {namespace}/{owner.name} still exists")
         reason = "pod is terminating or finished" if target == live_uid else "an older incarnation of the pod"
-        return ReleaseDecision(RELEASE, reason, pods.endpoint_name(name, owner), target, owner.kind)
+        return ReleaseDecision(RELEASE, reason, pods.endpoint_name(name, owner), target, owner.kind, pod_dead=True)
 
     def _decide_without_pod(self, namespace: str, name: str, uid: str) -> ReleaseDecision:
         """The pod object is gone (force-deleted, or the DEL came late): release by the request's UID.
@@ -216,7 +220,7 @@ class KubernetesFacts:
             if pods.statefulset_keeps_ordinal(sts, int(match["ordinal"])):
                 return ReleaseDecision(KEEP, f"StatefulSet {namespace}/{match['sts']} still wants "
                                              f"ordinal {match['ordinal']}")
-        return ReleaseDecision(RELEASE, "pod no longer exists", name, uid, "")
+        return ReleaseDecision(RELEASE, "pod no longer exists", name, uid, "", pod_dead=True)
 
     def _kubevirt_keeps(self, namespace: str, vmi_name: str) -> bool:
         vmi = self.reads.namespaced("kubevirt.io/v1", pods.KIND_VMI, namespace, vmi_name)

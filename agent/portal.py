@@ -142,11 +142,16 @@ class PortalClient:
             body["network"] = network
         return self._object(self.request("POST", "ipam/allocate", body), "ipam/allocate")
 
-    def release(self, *, namespace: str, name: str, uid: str, if_name: str, container_id: str) -> list:
-        """``POST ipam/release``: release this incarnation's addresses (UID-guarded, idempotent)."""
+    def release(self, *, namespace: str, name: str, uid: str, if_name: str, container_id: str,
+                pod_dead: bool = False) -> list:
+        """``POST ipam/release``: release this incarnation's addresses (UID-guarded, idempotent).
+
+        ``pod_dead`` (Kubernetes says the pod will never be alive again) makes the portal refuse a later ADD of the
+        sandbox, one that this DEL overtook on the way.
+        """
         answer = self.request("POST", "ipam/release", {
             "podNamespace": namespace, "podName": name, "podUID": uid, "ifName": if_name,
-            "containerID": container_id,
+            "containerID": container_id, "podDead": pod_dead,
         })
         return self._released(answer, "ipam/release")
 

@@ -24,6 +24,16 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name}={value!r} is not a boolean (use true or false)")
 
 
+def _env_milliseconds(name: str, default: int) -> int:
+    """A PostgreSQL timeout in whole milliseconds; 0 turns it off (PostgreSQL's own meaning of 0)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) > 2_147_483_647:
+        raise ValueError(f"{name}={value!r} is not a whole number of milliseconds from 0 to 2147483647")
+    return int(value)
+
+
 DEBUG = _env_bool("SPIDERWEB_DEBUG", False)
 SECRET_KEY = os.environ.get("SPIDERWEB_SECRET_KEY", "")
 if not SECRET_KEY:
@@ -88,11 +98,32 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{STATE_DIR / 'spiderweb.sqlite3'}"),
         conn_max_age=int(os.environ.get("SPIDERWEB_DB_CONN_MAX_AGE", "60")),
+        # A kept connection is checked before a request reuses it, so a database restart costs the next request
+        # a reconnect instead of an error.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded demo serves the portal, a worker and beat from one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+
+# One request stalled while holding a pool or pod lock must not stop every other request for as long as it stalls:
+# a lock wait gives up after SPIDERWEB_DB_LOCK_TIMEOUT_MS (the request answers a retryable 503), and a session
+# idle inside a transaction for SPIDERWEB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS is ended, releasing its locks.
+SPIDERWEB_DB_LOCK_TIMEOUT_MS = _env_milliseconds("SPIDERWEB_DB_LOCK_TIMEOUT_MS", 5000)
+SPIDERWEB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = _env_milliseconds("SPIDERWEB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30000)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # libpq's `options` startup parameter: set when the connection starts, so no statement is spent on it. A value of
+    # 0 is left out (PostgreSQL's default, off). Options given in DATABASE_URL come last and win. Behind a pooler
+    # that refuses startup options, set both to 0 and the timeouts on the role (ALTER ROLE ... SET lock_timeout ...).
+    _timeouts = {
+        "lock_timeout": SPIDERWEB_DB_LOCK_TIMEOUT_MS,
+        "idle_in_transaction_session_timeout": SPIDERWEB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    }
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _session = " ".join([f"-c {name}={ms}" for name, ms in _timeouts.items() if ms] + [_options.get("options", "")])
+    if _session.strip():
+        _options["options"] = _session.strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -30,6 +30,11 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    "prune-pod-tombstones": {
+        "task": "workers.tasks.prune_pod_tombstones_task",
+        "schedule": 600.0,
+        "options": {"expires": 540},
+    },
 }
 if mirror_config().enabled:  # no Kubernetes mirror, no idle status batches writing a lease every few seconds
     app.conf.beat_schedule |= {

@@ -17,3 +17,11 @@ def prune_change_log_task() -> int:
     from spiderweb.changelog.retention import change_log_prune
 
     return change_log_prune()
+
+
+@shared_task(name="workers.tasks.prune_pod_tombstones_task", acks_late=True)
+def prune_pod_tombstones_task() -> int:
+    """Forget deleted pod sandboxes after an hour (the ADD a tombstone guards against has arrived or given up)."""
+    from spiderweb.ipam.tombstones import pod_tombstone_prune
+
+    return pod_tombstone_prune()

@@ -25,6 +25,7 @@ from spiderweb.ipam.models import (
     Endpoint,
     IPPool,
     NodeCredential,
+    PodTombstone,
     ReleasedAddress,
     ReservedIP,
     Subnet,
@@ -408,6 +409,24 @@ class ReleasedAddressAdmin(admin.ModelAdmin):
         from spiderweb.engine.ranges import int_to_ip, key_to_int
 
         return int_to_ip(key_to_int(obj.address_key), obj.pool.ip_version)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PodTombstone)
+class PodTombstoneAdmin(admin.ModelAdmin):
+    """Pod sandboxes whose DEL came (an ADD of them arriving later is refused): read-only, pruned after an hour."""
+
+    list_display = ("pod_uid", "container_id", "created_at")
+    search_fields = ("pod_uid", "container_id")
+    readonly_fields = ("pod_uid", "container_id", "created_at")
 
     def has_add_permission(self, request):
         return False

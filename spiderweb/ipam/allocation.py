@@ -2,9 +2,12 @@
 
 One allocation is one short transaction:
 
+0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too, and refuse a sandbox whose DEL came
+   first (`spiderweb.ipam.tombstones`),
 1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod),
 2. plan the NICs and candidate pools with `spiderweb.engine.selection` (pure, explains every rejection),
-3. lock every candidate pool row in primary-key order (never a global lock, never a deadlock),
+3. lock every candidate pool row in primary-key order, FOR NO KEY UPDATE so that the foreign-key checks of a
+   release committing meanwhile never wait on it (never a global lock, never a deadlock),
 4. take the next address of each (NIC, family): never-used addresses first (walking up from the pool's
    `scan_from` hint with indexed range queries, so a /64 or a pool holding 60,000 allocations costs the same
    as an empty one), then released addresses least-recently-released first,
@@ -39,6 +42,7 @@ from spiderweb.engine.selection import (
     plan_nics,
 )
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReleasedAddress
+from spiderweb.ipam.tombstones import pod_tombstone_record, pod_tombstone_refuse
 from spiderweb.ipam.validation import reserved_ranges
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,29 @@ def is_static_owner(kind: str, cluster: ClusterSettings) -> bool:
     return bool(switch and getattr(cluster, switch))
 
 
+# ---------------------------------------------------------------------------------------------------- pod lock
+
+# First key of our pg_advisory_xact_lock(int, int) locks (the second is the hash of the pod UID), so they cannot
+# collide with advisory locks anyone else takes with the other keys. Any constant works; this one spells "SWPD".
+POD_LOCK_CLASS = 0x53575044
+
+
+def _pod_lock(pod_uid: str) -> None:
+    """Serialise the ADDs and DELs of one pod until the transaction ends: a DEL waits for an ADD in flight.
+
+    Its own statement, first in the transaction: under READ COMMITTED every statement takes its snapshot when it
+    starts, so the statements after this one see what the transaction it waited for committed (a lock taken inside
+    the release statement would leave that statement with a snapshot from before the wait). Two UIDs whose hashes
+    collide only wait for each other briefly. A per-pod lock, never a global one: other pods never wait on it.
+    Always the first lock of its transaction, and a transaction takes one, so it cannot be part of a deadlock.
+    SQLite needs nothing here: it has one writer at a time and serializable transactions.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", [POD_LOCK_CLASS, pod_uid])
+
+
 # ---------------------------------------------------------------------------------------------------- allocate
 
 
@@ -105,6 +132,7 @@ def ippool_allocate(*, request: AllocateRequest) -> dict:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
+                _pod_lock(facts.uid)
                 rows = _allocate_locked(request, cluster)
             break
         except (IntegrityError, _StaleCatalog) as exc:
@@ -152,6 +180,7 @@ def _allocate_locked(
 ) -> list[Allocation]:
     """Everything under one transaction; returns every live allocation of the pod."""
     facts = request.facts
+    pod_tombstone_refuse(facts=facts, container_id=request.container_id)
     endpoint = Endpoint.objects.select_for_update().filter(namespace=facts.namespace, name=facts.name).first()
     held_rows: list[Allocation] = []
     if endpoint is not None and endpoint.uid == facts.uid:
@@ -230,11 +259,17 @@ def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
 
     Reservations are read before the lock so the lock is held for as few statements as possible; the locked
     rows must carry the generation the plan was made with (else the plan is redone).
+
+    The pool rows are locked FOR NO KEY UPDATE, not FOR UPDATE: allocators still exclude each other, but a
+    release committing at the same time can take the FOR KEY SHARE its deferred foreign-key checks need on the
+    same rows (`ReleasedAddress` and `AddressHistory` reference the pool). Those checks run at commit in the
+    order of the released rows, not in primary-key order, so with FOR UPDATE a dual-stack ADD and a DEL in the
+    same two pools deadlocked.
     """
     facts = request.facts
     blocked = {v: reserved_ranges(v) for v in {version for _, version, _ in plan}}
     wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
-    locked = list(IPPool.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    locked = list(IPPool.objects.select_for_update(no_key=True).filter(pk__in=wanted).order_by("pk"))
     if len(locked) != len(wanted) or any(p.generation != wanted[p.pk] for p in locked):
         pool_catalog_invalidate()
         raise _StaleCatalog("a candidate pool changed while planning")
@@ -568,15 +603,25 @@ def _recycled_address(pool: IPPool, free: RangeSet) -> int | None:
 # ----------------------------------------------------------------------------------------------------- release
 
 
-def ippool_release(*, namespace: str, name: str, pod_uid: str, reason: str, node: str | None = None) -> list[str]:
+def ippool_release(
+    *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None = None, dead_sandbox_id: str = ""
+) -> list[str]:
     """Release every address held by this incarnation of the pod (all NICs) and drop its endpoint.
 
     Idempotent and UID-guarded: nothing happens when the pod holds nothing or the addresses belong to a newer
-    incarnation. With `node`, only allocations made on that node are touched (node credentials).
+    incarnation. With `node`, only allocations made on that node are touched (node credentials). It waits for an
+    ADD of the pod in flight (`_pod_lock`), so it releases what that ADD took, every NIC of it.
+
+    `dead_sandbox_id` is the container ID of a CNI DEL for a pod the agent knows will never be alive again: the
+    sandbox is remembered (`PodTombstone`), so an ADD of it that this DEL overtook is refused when it arrives.
     """
-    if connection.vendor == "postgresql":
-        return _release_postgresql(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason, node=node)
     with transaction.atomic():
+        _pod_lock(pod_uid)
+        if connection.vendor == "postgresql":
+            return _release_postgresql(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason, node=node,
+                                       dead_sandbox_id=dead_sandbox_id)
+        if dead_sandbox_id:
+            pod_tombstone_record(pod_uid=pod_uid, container_id=dead_sandbox_id)
         endpoint = Endpoint.objects.select_for_update().filter(namespace=namespace, name=name).first()
         if endpoint is None or endpoint.uid != pod_uid:
             return []  # nothing, or a newer incarnation: a DEL for an old pod must not touch it
@@ -588,9 +633,10 @@ def ippool_release(*, namespace: str, name: str, pod_uid: str, reason: str, node
     return released
 
 
-# The same release as the ORM code above, as one statement: on PostgreSQL a CNI DEL is one round trip and one
-# transaction. Data-modifying CTEs share one snapshot, hence the explicit exclusion of the rows being deleted
-# when deciding whether the endpoint is now empty; the endpoint foreign key is checked at commit (deferred).
+# The same release as the ORM code above, tombstone included, as one statement after the pod lock. Data-modifying
+# CTEs share one snapshot, hence the explicit exclusion of the rows being deleted when deciding whether the endpoint
+# is now empty; the endpoint foreign key is checked at commit (deferred). The snapshot is taken after the pod lock
+# was granted, so it sees every NIC an ADD of the pod committed meanwhile.
 _RELEASE_SQL = """
 WITH ep AS (
     SELECT id, namespace, name FROM ipam_endpoint
@@ -616,16 +662,22 @@ WITH ep AS (
     WHERE e.id = ep.id AND NOT EXISTS (
         SELECT 1 FROM ipam_allocation a WHERE a.endpoint_id = ep.id AND a.id NOT IN (SELECT id FROM gone)
     )
+), tombstone AS (
+    INSERT INTO ipam_podtombstone (pod_uid, container_id, created_at)
+    SELECT %(uid)s, %(dead_sandbox_id)s, now() WHERE %(dead_sandbox_id)s <> ''
+    ON CONFLICT (pod_uid, container_id) DO NOTHING
 )
 SELECT host(address) FROM gone ORDER BY interface, ip_version
 """
 
 
-def _release_postgresql(*, namespace: str, name: str, pod_uid: str, reason: str, node: str | None) -> list[str]:
+def _release_postgresql(
+    *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
+) -> list[str]:
+    params = {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason,
+              "dead_sandbox_id": dead_sandbox_id}
     with connection.cursor() as cursor:
-        cursor.execute(
-            _RELEASE_SQL, {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason}
-        )
+        cursor.execute(_RELEASE_SQL, params)
         return [address for (address,) in cursor.fetchall()]
 
 

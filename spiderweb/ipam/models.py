@@ -252,6 +252,31 @@ class ReleasedAddress(models.Model):
         indexes = [models.Index(fields=["pool", "released_at"], name="released_pool_time_idx")]
 
 
+class PodTombstone(models.Model):
+    """A deleted pod sandbox (pod UID, container ID); an ADD of it arriving later is refused.
+
+    The runtime's DEL can overtake the ADD of the same sandbox on its way to the portal (separate requests, agent
+    threads and portal workers). Without a record the DEL finds nothing to release, the late ADD then allocates,
+    and the address is held by a pod the runtime already deleted. Written only for a DEL the agent marks
+    `podDead`: Kubernetes says the pod UID will never be alive again (deleted, finished, or an older incarnation),
+    so no ADD of that sandbox is valid afterwards. Standalone mode never marks it: a plain runtime may ADD the
+    same container again after a DEL, as CNI allows. Keyed by container ID too: kubelet re-creates the sandbox of
+    a live pod with a new one. Pruned after an hour (`pod_tombstone_prune`); the race it guards is seconds long.
+    """
+
+    pod_uid = models.CharField(max_length=64)
+    container_id = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["pod_uid", "container_id"], name="uniq_tombstone_pod_sandbox")]
+        indexes = [models.Index(fields=["created_at"], name="tombstone_created_idx")]
+
+    def __str__(self):
+        return f"{self.pod_uid} sandbox {self.container_id}"
+
+
 _settings_cache: dict = {}
 
 

@@ -29,15 +29,16 @@ def annotated(pool: str, name: str):
 
 @pytest.fixture
 def world(superuser):
-    """Tenant, subnet, a pool holding one live and one released address, a reservation, coordinator, node
-    credential, cluster settings, a group and an API token: one row of every registered model."""
+    """Tenant, subnet, a pool holding one live and one released address (and the released pod's tombstone), a
+    reservation, coordinator, node credential, cluster settings, a group and an API token: one row of every
+    registered model."""
     tenant = services.tenant_create(name="tenant-a")
     subnet = services.subnet_create(tenant=tenant, name="subnet-1",
                                     spec={"subnet": "10.1.0.0/24", "ips": ["10.1.0.10-10.1.0.99"]})
     pool = f.pool("pool-1", "10.1.0.0/24", ["10.1.0.10-10.1.0.13"], owner=tenant)
     gone = annotated("pool-1", "web-0")
     f.allocate(gone)
-    f.release(gone, reason="cni-del")
+    f.release(gone, reason="cni-del", dead_sandbox_id="sandbox-web-0")
     f.allocate(annotated("pool-1", "web-1"))
     reserved = services.reservedip_create(tenant=tenant, name="reserved-1", spec={"ips": ["10.1.0.200"]})
     Coordinator.objects.create(name="default", tenant=tenant)

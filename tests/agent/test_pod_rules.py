@@ -232,17 +232,26 @@ def decide(objects: dict, name: str, uid: str):
 
 
 def test_del_keeps_an_alive_pod():
-    assert decide({("Pod", "web"): pod("web", uid="u")}, "web", "u").action == KEEP
+    decision = decide({("Pod", "web"): pod("web", uid="u")}, "web", "u")
+    assert (decision.action, decision.pod_dead) == (KEEP, False)
 
 
 def test_del_releases_a_terminating_pod_by_its_uid():
     decision = decide({("Pod", "web"): pod("web", uid="u", deleting=True)}, "web", "u")
     assert (decision.action, decision.name, decision.uid, decision.owner_kind) == (RELEASE, "web", "u", "Pod")
+    assert decision.pod_dead  # no later ADD of its sandbox is valid: the portal may refuse a late one
 
 
 def test_del_of_an_older_incarnation_releases_the_old_uid_even_if_the_new_pod_lives():
     decision = decide({("Pod", "web"): pod("web", uid="new")}, "web", "old")
-    assert (decision.action, decision.uid) == (RELEASE, "old")
+    assert (decision.action, decision.uid, decision.pod_dead) == (RELEASE, "old", True)
+
+
+def test_standalone_mode_releases_on_every_del_but_cannot_say_the_pod_is_dead():
+    from agent.podfacts import StandaloneFacts
+
+    decision = StandaloneFacts("node-1").release_decision("ns", "web", "u")
+    assert (decision.action, decision.pod_dead) == (RELEASE, False)  # a runtime may ADD the container again
 
 
 def test_del_of_a_statefulset_pod_keeps_a_wanted_ordinal_and_releases_a_removed_one():
@@ -258,7 +267,7 @@ def test_del_of_a_statefulset_pod_keeps_a_wanted_ordinal_and_releases_a_removed_
 
 def test_del_after_the_pod_object_is_gone():
     sts = {("StatefulSet", "db"): obj("db", replicas=2)}
-    assert decide({}, "web-abc", "u").action == RELEASE
+    assert (decide({}, "web-abc", "u").action, decide({}, "web-abc", "u").pod_dead) == (RELEASE, True)
     assert decide({}, "web-abc", "").action == SKIP  # nothing to release by
     assert decide(sts, "db-1", "u").action == KEEP  # recognised by name; the controller re-creates it
     assert decide(sts, "db-2", "u").action == RELEASE

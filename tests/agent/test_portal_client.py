@@ -85,12 +85,13 @@ def client(url: str, **kwargs) -> tuple[PortalClient, list[float]]:
 def test_calls_carry_the_token_and_json(serve):
     server = serve([(200, {"released": ["10.0.0.1"]})])
     portal, _ = client(server.url)
-    assert portal.release(namespace="ns", name="p", uid="u", if_name="eth0", container_id="c") == ["10.0.0.1"]
+    assert portal.release(namespace="ns", name="p", uid="u", if_name="eth0", container_id="c",
+                          pod_dead=True) == ["10.0.0.1"]
     method, path, headers, body = server.requests[0]
     assert (method, path, headers["Authorization"]) == ("POST", "/api/internal/v1/ipam/release",
                                                         "Bearer swn_abc.secret")
     assert json.loads(body) == {"podNamespace": "ns", "podName": "p", "podUID": "u", "ifName": "eth0",
-                                "containerID": "c"}
+                                "containerID": "c", "podDead": True}
 
 
 def test_transient_statuses_are_retried_with_growing_jittered_backoff(serve):

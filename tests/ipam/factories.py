@@ -43,9 +43,9 @@ def allocate(pod_facts, if_name="eth0", **kwargs):
     return allocation.ippool_allocate(request=allocation.AllocateRequest(facts=pod_facts, if_name=if_name, **kwargs))
 
 
-def release(pod_facts, reason="test"):
+def release(pod_facts, reason="test", dead_sandbox_id=""):
     return allocation.ippool_release(namespace=pod_facts.namespace, name=pod_facts.name, pod_uid=pod_facts.uid,
-                                     reason=reason)
+                                     reason=reason, dead_sandbox_id=dead_sandbox_id)
 
 
 def pool_get(name):

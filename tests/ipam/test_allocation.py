@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from spiderweb.engine.errors import Exhausted, InvalidInput, NoPoolAvailable, NotFound
+from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, NoPoolAvailable, NotFound
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, services
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint
@@ -181,6 +181,51 @@ def test_release_is_idempotent_uid_guarded_and_records_history():
     assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
     history = AddressHistory.objects.get(address="10.1.0.10")
     assert history.pod_uid == pod.uid and history.released_at is not None and history.release_reason == "cni-del"
+
+
+def test_a_sandbox_whose_del_came_first_is_refused_and_a_new_sandbox_of_the_pod_is_not():
+    f.pool("p", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    pod = f.facts(annotations=ann(ipv4=["p"]))
+    # Given a DEL that overtook the sandbox's ADD: nothing to release yet
+    assert f.release(pod, dead_sandbox_id="sandbox-1") == []
+    # When the ADD of that sandbox arrives, it is refused and takes nothing
+    with pytest.raises(Conflict, match="sandbox sandbox-1 of pod default/pod-0 .* was already deleted"):
+        f.allocate(pod, container_id="sandbox-1")
+    assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
+    # while kubelet's new sandbox of the same pod gets an address
+    assert addresses(f.allocate(pod, container_id="sandbox-2")) == ["10.1.0.10/24"]
+
+
+def test_a_nic_added_after_its_pods_del_is_refused():
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    f.pool("p2", "10.2.0.0/24", ["10.2.0.10-10.2.0.19"])
+    pod = f.facts()
+    f.allocate(pod, container_id="sandbox-1", cni=CniDefaults(v4=("p1",)))
+    # Given the pod's DEL released eth0 before the ADD of net1 (Multus: one ADD per NIC) reached the portal
+    assert f.release(pod, dead_sandbox_id="sandbox-1") == ["10.1.0.10"]
+    # Then that late ADD is refused and holds nothing
+    with pytest.raises(Conflict, match="already deleted"):
+        f.allocate(pod, if_name="net1", container_id="sandbox-1", cni=CniDefaults(v4=("p2",)))
+    assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
+
+
+def test_pod_tombstones_older_than_an_hour_are_pruned_by_a_beat_task():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from spiderweb.ipam.models import PodTombstone
+    from spiderweb.ipam.tombstones import pod_tombstone_prune
+    from workers.celery import app
+    from workers.tasks import prune_pod_tombstones_task
+
+    f.release(f.facts(name="old"), dead_sandbox_id="sandbox-old")
+    f.release(f.facts(name="new"), dead_sandbox_id="sandbox-new")
+    PodTombstone.objects.filter(container_id="sandbox-old").update(created_at=timezone.now() - timedelta(hours=2))
+    assert pod_tombstone_prune(older_than=timedelta(hours=3)) == 0
+    assert prune_pod_tombstones_task() == 1  # a task object called directly runs in this process
+    assert list(PodTombstone.objects.values_list("container_id", flat=True)) == ["sandbox-new"]
+    assert app.conf.beat_schedule["prune-pod-tombstones"]["task"] == prune_pod_tombstones_task.name
 
 
 def test_released_addresses_are_reused_least_recently_released_first():

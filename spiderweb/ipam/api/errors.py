@@ -3,13 +3,13 @@
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from spiderweb.engine.errors import IPAMError
+from spiderweb.engine.errors import IPAMError, Unavailable
 from spiderweb.ipam.validation import WIRE_NAMES, SpecInvalid
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,35 @@ def ipam_error_response(exc: IPAMError) -> Response:
     return Response(body, status=HTTP_STATUS.get(exc.code, status.HTTP_500_INTERNAL_SERVER_ERROR))
 
 
+# What a caller is told for the database errors a retry cures, by SQLSTATE; anything else is "unavailable".
+DATABASE_RETRY_MESSAGES = {
+    "55P03": "timed out waiting for a lock another request holds (SPIDERWEB_DB_LOCK_TIMEOUT_MS); retry",
+    "40P01": "the database broke a deadlock by aborting this request; retry",
+    "40001": "the request conflicted with a concurrent one; retry",
+}
+
+
+def database_unavailable(exc: OperationalError | InterfaceError) -> Unavailable:
+    """A lost connection, a database that is restarting, a lock wait that timed out: all are transient.
+
+    They become `Unavailable` (503), which node agents retry; as an HTML 500 they failed the CNI call for good.
+    The message does not repeat the driver's text, which can name database hosts to a tenant; the log has it.
+    """
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc.__cause__, "pgcode", None)
+    log.warning("database error answered as 503 unavailable: %s", exc)
+    message = DATABASE_RETRY_MESSAGES.get(sqlstate or "", "the database is unavailable; retry")
+    return Unavailable(message, details={"sqlstate": sqlstate} if sqlstate else {})
+
+
 def exception_handler(exc, context):
-    """IPAM errors keep their code and explanation; constraint violations are 409s and model errors 400s, not 500s."""
+    """IPAM errors keep their code and explanation; constraint violations are 409s and model errors 400s, not 500s.
+
+    Database connection errors and lock timeouts are 503 `unavailable` (retry later) in the same JSON shape.
+    """
     if isinstance(exc, IPAMError):
         return ipam_error_response(exc)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return ipam_error_response(database_unavailable(exc))
     if isinstance(exc, ProtectedError):
         holders = sorted({f"{obj._meta.verbose_name} {obj}" for obj in exc.protected_objects})[:20]
         return Response(

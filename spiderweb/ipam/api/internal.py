@@ -116,8 +116,16 @@ class AllocateView(NodeView):
 
 
 class ReleaseView(NodeView):
+    """A CNI DEL the agent decided to release.
+
+    With `podDead` (the agent knows from Kubernetes that the pod will never be alive again) the sandbox is
+    remembered, so an ADD of it still on its way is refused when it arrives. Without it (standalone mode, where a
+    runtime may ADD the same container again after a DEL) nothing is remembered.
+    """
+
     def post(self, request):
         data = self.body("podNamespace", "podName", "podUID")
+        dead_sandbox_id = str(data.get("containerID") or "") if data.get("podDead") is True else ""
         with acting_as(self.actor):
             released = allocation.ippool_release(
                 namespace=data["podNamespace"],
@@ -125,6 +133,7 @@ class ReleaseView(NodeView):
                 pod_uid=data["podUID"],
                 reason=str(data.get("reason") or "cni-del"),
                 node=request.user.node_name,
+                dead_sandbox_id=dead_sandbox_id,
             )
         return Response({"released": released})
 

@@ -61,8 +61,23 @@ def kube(mirror_lab, monkeypatch):
     node_set(client, "gc-node", ready=True)
     f.pool(POOL, "10.44.0.0/24", ["10.44.0.10-10.44.0.60"])
     yield client
+    _namespace_empty(client, namespace)
     for cache in (kube_client, kube_config, gc_config):
         cache.cache_clear()
+
+
+def _namespace_empty(client, namespace: str) -> None:
+    """Leave nothing behind for other tests of the shared lab: the namespace's SpiderEndpoints (with Spiderpool's
+    finalizer), pods and StatefulSets."""
+    for obj in client.list(crd.SPIDER_ENDPOINT, namespace=namespace)[0]:
+        client.delete(crd.SPIDER_ENDPOINT, obj["metadata"]["name"], namespace=namespace)
+        fresh = client.get(crd.SPIDER_ENDPOINT, obj["metadata"]["name"], namespace=namespace)
+        if fresh is not None:
+            client.finalizer_remove(crd.SPIDER_ENDPOINT, fresh)
+    for resource in (resources.STATEFULSET, resources.POD):
+        for obj in client.list(resource, namespace=namespace)[0]:
+            client.request("DELETE", resource.path(obj["metadata"]["name"], namespace=namespace),
+                           body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
 
 
 def node_set(client, name: str, *, ready: bool) -> None:
