@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from spiderweb.engine import keys
 from spiderweb.engine.errors import IPAMError
 from spiderweb.ipam import allocation, services, validation
 from spiderweb.ipam.models import (
@@ -216,9 +217,9 @@ class IPPoolAdmin(ServiceBackedAdmin):
     )
     list_filter = ("ip_version", "default", "disable", "terminating", "tenant", "owner_subnet")
     search_fields = ("name", "subnet", "ips")
-    readonly_fields = ("owner_subnet", "generation", "created_at", "updated_at")
+    readonly_fields = ("owner_subnet", "application", "generation", "created_at", "updated_at")
     exclude = ("scan_from", "fresh_exhausted", "k8s_uid", "k8s_resource_version", "synced_generation", "terminating",
-               "auto_app_uid", "auto_interface", "annotations")
+               "auto_app_uid", "auto_interface", "auto_desired", "annotations")
     inlines = [AllocationInline]
     spec_fields = tuple(services.POOL_FIELDS)
     list_fields = ("ips", "exclude_ips", "namespace_name", "node_name", "multus_name")
@@ -240,6 +241,17 @@ class IPPoolAdmin(ServiceBackedAdmin):
     @admin.display(description="total")
     def total(self, obj):
         return obj.total_ip_count
+
+    @admin.display(description="application")
+    def application(self, obj):
+        """Which workload an auto-created pool serves (spec §2.4 owner labels), its NIC and the size it follows."""
+        if not obj.auto_app_uid:
+            return "—"
+        labels = obj.labels or {}
+        return (f"{labels.get(keys.LABEL_OWNER_APP_KIND, '?')} {labels.get(keys.LABEL_OWNER_APP_NAMESPACE, '?')}/"
+                f"{labels.get(keys.LABEL_OWNER_APP_NAME, '?')} ({obj.auto_interface}), "
+                f"{obj.total_ip_count} of {obj.auto_desired} addresses, "
+                f"ippool-ip-number {(obj.annotations or {}).get(keys.ANNO_IPPOOL_IP_NUMBER, '?')}")
 
     @admin.display(description="utilization")
     def utilization(self, obj):

@@ -160,3 +160,19 @@ def test_a_third_party_controller_gets_its_pool_at_add(subnet):
     missing = pod_of(clone, "clone-def", {ANNO_SUBNET: '{"ipv4": ["s4"]}'})
     with pytest.raises(InvalidInput, match="ippool-ip-number"):
         f.allocate(missing)
+
+
+def test_the_rest_api_and_the_admin_say_which_workload_owns_an_auto_pool(subnet, admin_client):
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    web = app()
+    [state] = reconcile(web, 2)
+    api = APIClient()
+    api.force_authenticate(get_user_model().objects.create_superuser("root", "r@example.com", "pw"))
+    body = api.get("/api/v1/pools/", {"name": state.pool}).json()
+    pool = next(p for p in body["results"] if p["name"] == state.pool)
+    assert pool["ownerApplication"] == {"kind": "Deployment", "namespace": "default", "name": "web", "uid": web.uid,
+                                        "interface": "eth0", "desiredIPCount": 3, "ipNumber": "+1"}
+    page = admin_client.get(f"/admin/ipam/ippool/{IPPool.objects.get(name=state.pool).pk}/change/")
+    assert "Deployment default/web (eth0), 3 of 3 addresses, ippool-ip-number +1" in page.content.decode()

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from spiderweb.changelog.models import ObjectChange
+from spiderweb.engine import keys
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
 from spiderweb.tenancy.selectors import tenant_list_for_user
@@ -160,16 +161,27 @@ class IPPoolSerializer(RangeSpecSerializer):
     disable = serializers.BooleanField(required=False)
     ownerSubnet = serializers.SlugRelatedField(source="owner_subnet", slug_field="name", read_only=True)
     allocatedIPCount = serializers.IntegerField(source="allocated_ip_count", read_only=True, default=0)
+    ownerApplication = serializers.SerializerMethodField(
+        help_text="For a SpiderSubnet auto pool: the workload it serves, its NIC and the size it follows; else null.")
 
     class Meta:
         model = IPPool
         fields = [
             "id", "name", "tenant", "ipVersion", "subnet", "ips", "excludeIPs", "gateway", "routes",
             "podAffinity", "namespaceAffinity", "namespaceName", "nodeAffinity", "nodeName", "multusName",
-            "default", "disable", "ownerSubnet", "labels", "totalIPCount", "allocatedIPCount", "terminating",
-            "generation", "createdAt", "updatedAt",
+            "default", "disable", "ownerSubnet", "ownerApplication", "labels", "totalIPCount", "allocatedIPCount",
+            "terminating", "generation", "createdAt", "updatedAt",
         ]
         read_only_fields = ["terminating", "generation"]
+
+    def get_ownerApplication(self, pool: IPPool) -> dict | None:  # noqa: N802 (DRF names it after the field)
+        if not pool.auto_app_uid:
+            return None
+        labels = pool.labels or {}
+        return {"kind": labels.get(keys.LABEL_OWNER_APP_KIND, ""), "namespace": labels.get(
+            keys.LABEL_OWNER_APP_NAMESPACE, ""), "name": labels.get(keys.LABEL_OWNER_APP_NAME, ""),
+            "uid": pool.auto_app_uid, "interface": pool.auto_interface, "desiredIPCount": pool.auto_desired,
+            "ipNumber": (pool.annotations or {}).get(keys.ANNO_IPPOOL_IP_NUMBER, "")}
 
 
 class ReservedIPSerializer(MirroredSerializer):
