@@ -17,7 +17,7 @@ from agent.netlink import ifacer as netlink_ifacer
 from agent.podfacts import FactsSource
 from agent.portal import PortalClient
 from agent.ttl_cache import TTLCache
-from spiderweb.engine.errors import InvalidInput, IPAMError
+from spiderweb.engine.errors import InvalidInput, IPAMError, Unavailable
 from spiderweb.engine.keys import ANNO_DEFAULT_ROUTE_NIC
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,21 @@ class CoordinatorService:
         self.facts = facts
         self.host_netns_path = host_netns_path
         self._cluster: TTLCache[dict] = TTLCache(cache_seconds)
+        self._last_good: dict | None = None
 
     def cluster_config(self) -> dict:
-        """The SpiderCoordinator ``default`` as the portal serves it (cached)."""
-        return dict(self._cluster.get_or_load(_CLUSTER, self.portal.coordinator_config))
+        """The SpiderCoordinator ``default`` as the portal serves it (cached). While the portal cannot be reached
+        the last configuration it served is used: the cluster's coordinator settings change rarely, and a pod's
+        setup or teardown must not depend on the portal being up at that moment (upstream reads an informer)."""
+        try:
+            config = self._cluster.get_or_load(_CLUSTER, self.portal.coordinator_config)
+        except Unavailable as exc:
+            if self._last_good is None:
+                raise
+            log.warning("portal unreachable (%s); using the last SpiderCoordinator configuration it served", exc)
+            return dict(self._last_good)
+        self._last_good = config
+        return dict(config)
 
     def config(self, query: dict[str, str], body: object) -> dict:
         """``GET /v1/coordinator/config``: the cluster config with the pod's default-route-nic annotation applied.
@@ -80,9 +91,13 @@ class CoordinatorService:
         try:
             defaults = self.cluster_config()
         except IPAMError as exc:
-            if exc.code != "not_found":
+            if exc.code != "not_found" and not isinstance(exc, Unavailable):
                 raise
-            log.info("coordinator DEL without a SpiderCoordinator: using the conflist entry only")
+            # No SpiderCoordinator, or the portal unreachable since this agent started: tear down with the conflist
+            # entry and the built-in defaults rather than fail (a failed DEL is never retried once Multus dropped
+            # its cache, and the IPAM DEL behind it would not run).
+            log.info("coordinator DEL without the cluster configuration (%s): using the conflist entry only",
+                     exc.message)
             defaults = {}
         netlink_coordinator.coordinator_del(
             netns_path=call.netns, if_name=call.if_name, container_id=call.container_id,
