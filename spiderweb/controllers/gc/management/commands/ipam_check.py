@@ -33,15 +33,15 @@ class Command(BaseCommand):
             report = ipam_check(client=kube_client(), release_leaks=release_leaks)
         except IPAMError as exc:
             raise CommandError(f"cannot check: {exc.message}", returncode=2) from exc
+        remaining = report.problems - (len(report.leaked) if release_leaks else 0)
         if json:
             self.stdout.write(_json_dumps(report.as_dict()))
         else:
-            self._table(report)
-        remaining = report.problems - (len(report.leaked) if release_leaks else 0)
+            self._table(report, remaining)
         if remaining:
             raise SystemExit(1)
 
-    def _table(self, report: CheckReport) -> None:
+    def _table(self, report: CheckReport, remaining: int) -> None:
         for name, title in TITLES.items():
             findings = getattr(report, name)
             if name == "released" and not findings:
@@ -49,7 +49,13 @@ class Command(BaseCommand):
             self.stdout.write(f"{title}: {len(findings)}")
             for line in findings:
                 self.stdout.write(f"  {line}")
-        self.stdout.write("OK: no problems found" if not report.problems else f"{report.problems} problem(s) found")
+        if not report.problems:
+            self.stdout.write("OK: no problems found")
+        elif remaining < report.problems:
+            self.stdout.write(f"{report.problems} problem(s) found, {report.problems - remaining} fixed by releasing "
+                              f"leaks; {remaining} left")
+        else:
+            self.stdout.write(f"{report.problems} problem(s) found")
 
 
 def _json_dumps(data: dict) -> str:
