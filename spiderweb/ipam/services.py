@@ -56,13 +56,20 @@ def _reset_scan(pool: IPPool) -> None:
 # ------------------------------------------------------------------------------------------------------- pools
 
 
-def ippool_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> IPPool:
-    """Create a SpiderIPPool after every webhook rule passed; defaults and labels as Spiderpool's mutator."""
+def ippool_create(
+    *, tenant: Tenant, name: str, spec: dict, labels: dict | None = None, confined: bool = False
+) -> IPPool:
+    """Create a SpiderIPPool after every webhook rule passed; defaults and labels as Spiderpool's mutator.
+
+    `confined` (a tenant member, not a cluster administrator): the pool may not lie in another tenant's subnet.
+    """
     with transaction.atomic():
         validation.spec_lock()
         if IPPool.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"IPPool {name} already exists."]})
         clean = validation.ippool_clean(spec)
+        if confined:
+            validation.ippool_confine(tenant=tenant, spec=clean)
         pool = IPPool(name=name, tenant=tenant, labels=dict(labels or {}))
         _apply(pool, clean, POOL_FIELDS)
         pool.owner_subnet = clean.get("owner_subnet")
@@ -183,12 +190,17 @@ def subnet_delete(*, subnet: Subnet) -> None:
 # --------------------------------------------------------------------------------------------------- reserved
 
 
-def reservedip_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> ReservedIP:
+def reservedip_create(
+    *, tenant: Tenant, name: str, spec: dict, labels: dict | None = None, confined: bool = False
+) -> ReservedIP:
+    """Create a SpiderReservedIP. `confined` (a tenant member): only addresses of the tenant's own pools/subnets."""
     with transaction.atomic():
         validation.spec_lock()
         if ReservedIP.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"SpiderReservedIP {name} already exists."]})
         clean = validation.reservedip_clean(spec)
+        if confined:
+            validation.reservation_confine(tenant=tenant, spec=clean)
         reserved = ReservedIP(name=name, tenant=tenant, labels=dict(labels or {}))
         _apply(reserved, clean, RESERVED_FIELDS)
         reserved.full_clean()
@@ -197,13 +209,18 @@ def reservedip_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | N
     return reserved
 
 
-def reservedip_update(*, reserved: ReservedIP, spec: dict, labels: dict | None = None) -> ReservedIP:
+def reservedip_update(
+    *, reserved: ReservedIP, spec: dict, labels: dict | None = None, confined: bool = False
+) -> ReservedIP:
+    """Change a reservation; `confined` as in `reservedip_create`."""
     with transaction.atomic():
         validation.spec_lock()
         reserved = ReservedIP.objects.select_for_update().get(pk=reserved.pk)
         before = object_snapshot(reserved)
         merged = {name: getattr(reserved, name) for name in RESERVED_FIELDS} | spec
         clean = validation.reservedip_clean(merged, instance=reserved)
+        if confined and "ips" in spec:
+            validation.reservation_confine(tenant=reserved.tenant, spec=clean)
         if _apply(reserved, clean, RESERVED_FIELDS):
             reserved.generation += 1
             _reset_family_scans(reserved.ip_version)

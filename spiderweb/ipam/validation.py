@@ -280,6 +280,43 @@ def reservedip_clean(spec: dict, *, instance: ReservedIP | None = None) -> dict:
     return out
 
 
+def tenant_ranges(tenant, version: int) -> RangeSet:
+    """Every address `tenant`'s own pools and subnets hold (ips − excludeIPs), for one family."""
+    result = RangeSet.empty(version)
+    for model in (IPPool, Subnet):
+        for row in model.objects.filter(tenant=tenant, ip_version=version, terminating=False):
+            result = result.union(row.total_ranges)
+    return result
+
+
+def reservation_confine(*, tenant, spec: dict) -> None:
+    """A tenant member's reservation may only hold addresses of that tenant's own pools and subnets.
+
+    Otherwise one member could reserve 0.0.0.0-255.255.255.255 (or another tenant's fixed address) and make every
+    allocation of every tenant fail with ip_exhausted. `spec` is the cleaned spec (`reservedip_clean`).
+    """
+    ranges = RangeSet.parse(spec["ips"], spec["ip_version"])
+    outside = ranges.subtract(tenant_ranges(tenant, ranges.version))
+    if outside:
+        shown = ", ".join(outside.to_strings()[:3]) + (" …" if len(outside.to_strings()) > 3 else "")
+        raise SpecInvalid({"ips": [f"{shown} are not addresses of tenant {tenant.name}'s own pools or subnets."]})
+
+
+def ippool_confine(*, tenant, spec: dict) -> None:
+    """A tenant member's pool may not sit inside another tenant's SpiderSubnet (its capacity, its deletion and its
+    name are that tenant's). `spec` is the cleaned spec (`ippool_clean`); the other subnet is not named.
+    """
+    owner = spec.get("owner_subnet")
+    network = parse_cidr(spec["subnet"], spec["ip_version"])
+    foreign = owner is not None and owner.tenant_id != tenant.pk
+    if not foreign:
+        others = Subnet.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant)
+        foreign = any(other.network.overlaps(network) for other in others)
+    if foreign:
+        raise SpecInvalid({"subnet": [f"{network} lies in a SpiderSubnet of another tenant; "
+                                      f"create the pool in a subnet of tenant {tenant.name}."]})
+
+
 def reserved_ranges(version: int) -> RangeSet:
     """Union of every non-terminating reservation of a family: never handed out."""
     result = RangeSet.empty(version)

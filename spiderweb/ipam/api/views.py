@@ -57,6 +57,11 @@ class ActorMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
+def _confined(request) -> bool:
+    """A tenant member (not a cluster administrator) writes only inside their tenant's own address space."""
+    return not request.user.is_staff
+
+
 def _spec(validated: dict, fields) -> dict:
     return {name: validated[name] for name in fields if name in validated}
 
@@ -183,7 +188,8 @@ class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         pool = services.ippool_create(
-            tenant=data["tenant"], name=data["name"], spec=_spec(data, services.POOL_FIELDS), labels=data.get("labels")
+            tenant=data["tenant"], name=data["name"], spec=_spec(data, services.POOL_FIELDS), labels=data.get("labels"),
+            confined=_confined(self.request),
         )
         serializer.instance = self.get_queryset().get(pk=pool.pk)
 
@@ -249,13 +255,14 @@ class ReservedIPViewSet(ActorMixin, viewsets.ModelViewSet):
         data = serializer.validated_data
         serializer.instance = services.reservedip_create(
             tenant=data["tenant"], name=data["name"], spec=_spec(data, services.RESERVED_FIELDS),
-            labels=data.get("labels"),
+            labels=data.get("labels"), confined=_confined(self.request),
         )
 
     def perform_update(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.reservedip_update(
-            reserved=serializer.instance, spec=_spec(data, services.RESERVED_FIELDS), labels=data.get("labels")
+            reserved=serializer.instance, spec=_spec(data, services.RESERVED_FIELDS), labels=data.get("labels"),
+            confined=_confined(self.request),
         )
 
     def perform_destroy(self, instance):
