@@ -196,6 +196,13 @@ SPIDERWEB_DEFAULT_TENANT = os.environ.get("SPIDERWEB_DEFAULT_TENANT", "default")
 # (no cap) is our default. Set it to reproduce Spiderpool exactly.
 SPIDERWEB_IPPOOL_MAX_ALLOCATED_IPS = int(os.environ.get("SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS", "0"))
 
+# The portal reads a pod from the API server only to confirm a pod re-created on another node (never on the usual
+# allocation path); without Kubernetes credentials such a re-creation waits for the owning node or the GC.
+SPIDERWEB_KUBECONFIG = os.environ.get("KUBECONFIG", "")
+SPIDERWEB_PORTAL_READS_PODS = _env_bool(
+    "SPIDERWEB_PORTAL_READS_PODS", bool(SPIDERWEB_KUBECONFIG or os.environ.get("KUBERNETES_SERVICE_HOST"))
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

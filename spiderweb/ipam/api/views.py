@@ -397,7 +397,9 @@ class ExplainView(APIView):
     """Dry-run allocation: which pool would serve this pod and NIC, and why the others were rejected.
 
     200 with `ok: false` and the reasons when the pod would get no address; 400 when the pod's facts or
-    annotations are malformed. Non-staff callers see the names of other tenants' pools redacted.
+    annotations are malformed. A non-staff caller's dry run considers only the pools they may see: another tenant's
+    pool is answered exactly like a missing one, and its addresses, gateway and routes are never shown. No row is
+    locked and nothing is written.
     """
 
     @extend_schema(
@@ -414,10 +416,11 @@ class ExplainView(APIView):
             v6=tuple(cni.get("default_ipv6_ippool", ())),
             clean_gateway=cni.get("clean_gateway", False),
         )
+        visible = None if request.user.is_staff else frozenset(
+            selectors.ippool_list_for_user(request.user).values_list("name", flat=True))
         result = allocation.ippool_explain(
-            request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults)
+            request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults), visible=visible
         )
-        result = redact_for_user(request.user, result)
         code = (result.get("error") or {}).get("code")
         answer = status.HTTP_400_BAD_REQUEST if HTTP_STATUS.get(code) == status.HTTP_400_BAD_REQUEST else 200
         return Response(result, status=answer)
