@@ -104,8 +104,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded demo serves the portal, a worker and beat from one file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # The embedded demo serves the portal, a worker and beat from one file: wait for locks instead of failing. A
+    # busy timeout alone is not enough: a transaction that read first and writes later cannot wait for the write
+    # lock (SQLite answers "database is locked" at once to avoid a deadlock), so every transaction takes the write
+    # lock when it begins (IMMEDIATE), and WAL lets readers go on while one transaction writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 
 # One request stalled while holding a pool or pod lock must not stop every other request for as long as it stalls:
 # a lock wait gives up after SPIDERWEB_DB_LOCK_TIMEOUT_MS (the request answers a retryable 503), and a session
@@ -154,7 +159,12 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "spiderweb.ipam.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "spiderweb.ipam.api.pagination.CappedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "spiderweb.ipam.api.errors.exception_handler",
