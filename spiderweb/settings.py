@@ -43,6 +43,35 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h for h in os.environ.get("SPIDERWEB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("SPIDERWEB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name}={value!r} is not a whole number")
+    return int(value)
+
+
+# HTTPS. In production the portal sits behind a TLS-terminating proxy or ingress: SPIDERWEB_HTTPS=true makes cookies
+# secure, sends HSTS and redirects plain HTTP to HTTPS; SPIDERWEB_TRUST_X_FORWARDED_PROTO=true lets the proxy's
+# X-Forwarded-Proto say the request came in over HTTPS (set it only when a proxy strips the header from clients).
+# The node agents' internal API and the health probes may stay on plain HTTP inside the cluster
+# (SPIDERWEB_SSL_REDIRECT_EXEMPT, regular expressions on the path without its leading slash).
+SPIDERWEB_HTTPS = _env_bool("SPIDERWEB_HTTPS", False)
+if _env_bool("SPIDERWEB_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SPIDERWEB_HTTPS
+SECURE_SSL_REDIRECT = _env_bool("SPIDERWEB_SSL_REDIRECT", SPIDERWEB_HTTPS)
+SECURE_REDIRECT_EXEMPT = [
+    r for r in os.environ.get("SPIDERWEB_SSL_REDIRECT_EXEMPT", r"^api/internal/,^healthz$,^readyz$").split(",") if r
+]
+SECURE_HSTS_SECONDS = _env_int("SPIDERWEB_HSTS_SECONDS", 31_536_000 if SPIDERWEB_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SPIDERWEB_HSTS_INCLUDE_SUBDOMAINS", SPIDERWEB_HTTPS)
+SECURE_HSTS_PRELOAD = _env_bool("SPIDERWEB_HSTS_PRELOAD", SPIDERWEB_HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = _env_int("SPIDERWEB_SESSION_COOKIE_AGE", 8 * 3600)
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
