@@ -197,7 +197,25 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "spiderweb.ipam.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    # <n>/<second|minute|hour|day>; "node" is per node credential, "login" per client address (api/throttles.py)
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("SPIDERWEB_THROTTLE_ANON", "60/minute"),
+        "user": os.environ.get("SPIDERWEB_THROTTLE_USER", "1200/minute"),
+        "node": os.environ.get("SPIDERWEB_THROTTLE_NODE", "6000/minute"),
+        "login": os.environ.get("SPIDERWEB_THROTTLE_LOGIN", "10/minute"),
+    },
 }
+
+# Throttle counters (and nothing else yet): in-process memory unless SPIDERWEB_CACHE_URL names a Redis shared by every
+# portal process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("SPIDERWEB_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["SPIDERWEB_CACHE_URL"]}}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Spiderweb API",

@@ -18,6 +18,7 @@ from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, services
 from spiderweb.ipam.api.errors import ipam_error_response
+from spiderweb.ipam.api.throttles import NodeRateThrottle
 from spiderweb.ipam.models import ClusterSettings, Coordinator, NodeCredential
 from spiderweb.k8s.client import KubeClient, api_client
 
@@ -65,6 +66,7 @@ class IsNode(permissions.BasePermission):
 class NodeView(APIView):
     authentication_classes = [NodeTokenAuthentication]
     permission_classes = [IsNode]
+    throttle_classes = [NodeRateThrottle]
     schema = None  # internal: documented in agent/README.md, not in the public OpenAPI document
 
     def handle_exception(self, exc):
