@@ -149,7 +149,16 @@ def _range_spec_clean(errors: _Errors, spec: dict, cluster: ClusterSettings, ins
 
 def _selector_clean(errors: _Errors, spec: dict, field: str) -> None:
     selector = spec.get(field)
-    if selector in (None, {}):
+    if selector is None:
+        return
+    if field == "pod_affinity" and isinstance(selector, dict) and not any(
+        selector.get(key) for key in ("matchLabels", "matchExpressions")
+    ):
+        # An empty podAffinity would match every pod yet sort as the most specific pool (spec §3.3.7): refused, as
+        # upstream's webhook does. Leave it out (or null) for a pool without pod affinity.
+        errors.add(field, "podAffinity must have matchLabels or matchExpressions; omit it to match every pod.")
+        return
+    if selector == {}:
         spec[field] = None
         return
     errors.capture(field, validate_label_selector, selector)

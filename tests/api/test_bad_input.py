@@ -228,3 +228,11 @@ def test_reserved_ip_of_a_disabled_family_is_refused(client, tenant_a):
     client.patch(reverse("cluster-settings"), {"enableIPv6": False}, format="json")
     response = client.post(RESERVED, {"name": "r1", "tenant": tenant_a.name, "ips": ["fd00::1"]}, format="json")
     assert_refused(response, 400, "ipVersion", "IPv6 is disabled in the cluster settings (enableIPv6: false).")
+
+
+@pytest.mark.parametrize("affinity", [{}, {"matchLabels": {}, "matchExpressions": []}, {"matchLabels": {}}])
+def test_an_empty_pod_affinity_is_refused(client, tenant_a, affinity):
+    # An empty podAffinity matches every pod yet sorts as the most specific pool (issue 10; spec §1.2)
+    response = post_pool(client, tenant_a, subnet="10.6.0.0/16", podAffinity=affinity)
+    assert_refused(response, 400, "podAffinity", "podAffinity must have matchLabels or matchExpressions")
+    assert not IPPool.objects.filter(name="p-new").exists()

@@ -150,3 +150,16 @@ def test_explain_naming_a_just_deleted_pool_is_not_a_500(api, staff, tenant_a):
 
 def test_anonymous_cannot_explain(api):
     assert api().post(EXPLAIN, {"facts": f.facts().to_dict()}, format="json").status_code == 401
+
+
+@pytest.mark.parametrize("pattern", ["p[", "p[]", "p[-a]", "p]"])
+def test_a_malformed_pool_pattern_is_refused_not_skipped(api, staff, pattern):
+    # Given a pool "p1" and a later candidate "q1" that would serve the pod if "p[" silently matched nothing
+    tenant = f.tenant()
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10"], owner=tenant)
+    f.pool("q1", "10.2.0.0/24", ["10.2.0.10"], owner=tenant)
+    pod = f.facts("web-0", annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": [pattern, "q1"]})})
+    response = api(staff).post(reverse("explain"), {"facts": pod.to_dict()}, format="json")
+    body = response.json()
+    assert response.status_code == 400, body
+    assert body["ok"] is False and f"pool name pattern {pattern!r} is malformed" in body["error"]["message"]
