@@ -70,7 +70,7 @@ def ippool_create(
         clean = validation.ippool_clean(spec)
         if confined:
             validation.ippool_confine(tenant=tenant, spec=clean)
-        pool = IPPool(name=name, tenant=tenant, labels=dict(labels or {}))
+        pool = IPPool(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(pool, clean, POOL_FIELDS)
         pool.owner_subnet = clean.get("owner_subnet")
         _pool_labels(pool)
@@ -93,7 +93,7 @@ def ippool_update(*, pool: IPPool, spec: dict, labels: dict | None = None) -> IP
             pool.generation += 1
             _reset_scan(pool)
         if labels is not None:
-            pool.labels = dict(labels)
+            pool.labels = dict(validation.labels_clean(labels))
         if pool.owner_subnet_id is None and clean.get("owner_subnet") is not None:
             pool.owner_subnet = clean["owner_subnet"]
         _pool_labels(pool)
@@ -142,7 +142,7 @@ def subnet_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None 
         if Subnet.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"SpiderSubnet {name} already exists."]})
         clean = validation.subnet_clean(spec)
-        subnet = Subnet(name=name, tenant=tenant, labels=dict(labels or {}))
+        subnet = Subnet(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(subnet, clean, SUBNET_FIELDS)
         subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)
         subnet.full_clean()
@@ -165,7 +165,7 @@ def subnet_update(*, subnet: Subnet, spec: dict, labels: dict | None = None) -> 
         if _apply(subnet, clean, SUBNET_FIELDS):
             subnet.generation += 1
         if labels is not None:
-            subnet.labels = dict(labels)
+            subnet.labels = dict(validation.labels_clean(labels))
         subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)
         subnet.full_clean()
         subnet.save()
@@ -201,7 +201,7 @@ def reservedip_create(
         clean = validation.reservedip_clean(spec)
         if confined:
             validation.reservation_confine(tenant=tenant, spec=clean)
-        reserved = ReservedIP(name=name, tenant=tenant, labels=dict(labels or {}))
+        reserved = ReservedIP(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(reserved, clean, RESERVED_FIELDS)
         reserved.full_clean()
         reserved.save()
@@ -225,7 +225,7 @@ def reservedip_update(
             reserved.generation += 1
             _reset_family_scans(reserved.ip_version)
         if labels is not None:
-            reserved.labels = dict(labels)
+            reserved.labels = dict(validation.labels_clean(labels))
         reserved.save()
         object_change_record(instance=reserved, action=ObjectChange.Action.UPDATE, before=before)
     return reserved

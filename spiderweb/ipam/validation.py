@@ -14,7 +14,12 @@ from django.db.models import QuerySet
 from spiderweb.engine.errors import InvalidInput
 from spiderweb.engine.ranges import RangeSet, parse_cidr
 from spiderweb.engine.routes import validate_gateway, validate_routes
-from spiderweb.engine.selector import validate_label_selector
+from spiderweb.engine.selector import (
+    validate_dns_label,
+    validate_dns_subdomain,
+    validate_label_selector,
+    validate_labels,
+)
 from spiderweb.ipam.models import Allocation, ClusterSettings, IPPool, ReservedIP, Subnet
 
 # Model field → Spiderpool/CRD field name, for messages and for the REST API's camelCase fields.
@@ -164,12 +169,42 @@ def _selector_clean(errors: _Errors, spec: dict, field: str) -> None:
     errors.capture(field, validate_label_selector, selector)
 
 
+def _multus_name_check(value: str, what: str) -> None:
+    """``<namespace>/<name>`` or a bare ``<name>`` (in Spiderpool's namespace) of a NetworkAttachmentDefinition."""
+    namespace, slash, name = value.rpartition("/")
+    if slash:
+        validate_dns_label(namespace, f"{what} namespace")
+    validate_dns_subdomain(name, f"{what} name")
+
+
+# What the CRD (and the API server behind it) accepts for each name list: refused here with the same words.
+_NAME_CHECKS = {
+    "namespace_name": lambda value: validate_dns_label(value, "namespaceName entry"),
+    "node_name": lambda value: validate_dns_subdomain(value, "nodeName entry"),
+    "multus_name": lambda value: _multus_name_check(value, "multusName entry"),
+}
+
+
 def _string_list_clean(errors: _Errors, spec: dict, field: str) -> None:
     value = spec.get(field) or []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         errors.add(field, "Must be a list of non-empty names.")
         return
+    check = _NAME_CHECKS.get(field)
+    for item in value if check is not None else ():
+        errors.capture(field, check, item)
     spec[field] = value
+
+
+def labels_clean(labels: dict | None) -> dict | None:
+    """Object labels as Kubernetes accepts them (keys ``[prefix/]name``, values ≤ 63 characters); None stays None."""
+    if labels is None:
+        return None
+    try:
+        validate_labels(labels)
+    except InvalidInput as exc:
+        raise SpecInvalid({"labels": [exc.message]}) from None
+    return labels
 
 
 def _owner_subnet_for(network, version: int) -> Subnet | None:
