@@ -135,13 +135,20 @@ def _pool_labels(pool: IPPool) -> None:
 # ----------------------------------------------------------------------------------------------------- subnets
 
 
-def subnet_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> Subnet:
-    """Create a SpiderSubnet and adopt orphan pools of the same CIDR (spec §1.3 controller)."""
+def subnet_create(
+    *, tenant: Tenant, name: str, spec: dict, labels: dict | None = None, confined: bool = False
+) -> Subnet:
+    """Create a SpiderSubnet and adopt orphan pools of the same CIDR (spec §1.3 controller).
+
+    `confined` (a tenant member): the subnet may not cover another tenant's pools.
+    """
     with transaction.atomic():
         validation.spec_lock()
         if Subnet.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"SpiderSubnet {name} already exists."]})
         clean = validation.subnet_clean(spec)
+        if confined:
+            validation.subnet_confine(tenant=tenant, spec=clean)
         subnet = Subnet(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(subnet, clean, SUBNET_FIELDS)
         subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)

@@ -361,6 +361,16 @@ def ippool_confine(*, tenant, spec: dict) -> None:
                                       f"create the pool in a subnet of tenant {tenant.name}."]})
 
 
+def subnet_confine(*, tenant, spec: dict) -> None:
+    """A tenant member's SpiderSubnet may not cover another tenant's pools (it would adopt them: take their
+    capacity, block their deletion and learn their names). `spec` is the cleaned spec (`subnet_clean`)."""
+    network = parse_cidr(spec["subnet"], spec["ip_version"])
+    others = IPPool.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant)
+    if any(pool.network.overlaps(network) for pool in others):
+        raise SpecInvalid({"subnet": [f"{network} covers pools of another tenant; choose a subnet of tenant "
+                                      f"{tenant.name}'s own."]})
+
+
 def reserved_ranges(version: int) -> RangeSet:
     """Union of every non-terminating reservation of a family: never handed out."""
     result = RangeSet.empty(version)

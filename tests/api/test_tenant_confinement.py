@@ -85,3 +85,15 @@ def test_member_creates_a_pool_in_their_own_subnet(api, member, tenant_a):
     body = {"name": "mine", "tenant": tenant_a.name, "subnet": "10.3.0.0/24", "ips": ["10.3.0.10-10.3.0.20"]}
     response = api(member).post(POOLS, body, format="json")
     assert response.status_code == 201, response.content
+
+
+def test_member_cannot_create_a_subnet_that_adopts_another_tenants_pool(api, member, tenant_a, foreign_pool):
+    # Given tenant-b's pool b-pool in 10.2.0.0/24 (no subnet yet)
+    body = {"name": "grab-subnet", "tenant": tenant_a.name, "subnet": "10.2.0.0/24", "ips": ["10.2.0.1-10.2.0.99"]}
+    # When a member of tenant-a creates a subnet over it (it would adopt b-pool as its owner)
+    response = api(member).post(reverse("subnet-list"), body, format="json")
+    # Then it is refused, and b-pool keeps no owner subnet
+    assert response.status_code == 400, response.content
+    assert "covers pools of another tenant" in response.json()["subnet"][0]
+    foreign_pool.refresh_from_db()
+    assert foreign_pool.owner_subnet is None

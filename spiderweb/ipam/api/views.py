@@ -264,7 +264,7 @@ class SubnetViewSet(ActorMixin, viewsets.ModelViewSet):
         data = serializer.validated_data
         subnet = services.subnet_create(
             tenant=data["tenant"], name=data["name"], spec=_spec(data, services.SUBNET_FIELDS),
-            labels=data.get("labels"),
+            labels=data.get("labels"), confined=_confined(self.request, "ipam.add_subnet"),
         )
         serializer.instance = self.get_queryset().get(pk=subnet.pk)
 
