@@ -88,12 +88,16 @@ def create_of_existing_row_check(mk, kind: str, row, k8s_doc: dict) -> None:
 
     The API server refuses a CREATE of a name it already has (after the webhooks), so admitting it would rewrite
     the row for an object that never comes to exist. The one legitimate case: a row made in the portal that has no
-    CRD yet (no ``k8s_uid``) is created in Kubernetes by the mirror, with the row's own spec; a ``kubectl create``
-    of a different spec under that name is refused too, as it would silently replace the portal's.
+    CRD yet (no ``k8s_uid``) is created in Kubernetes by the mirror, with the row's own spec. The mutating webhook
+    may still add defaults to that body (a gateway inherited from the subnet, say), so the address space decides
+    (``ipVersion``, ``subnet``, ``ips``, ``excludeIPs``): a ``kubectl create`` of other addresses under that name is
+    refused, as it would silently replace the portal's.
     """
     if row.k8s_uid:
         raise Conflict(f"{kind} {row.name} already exists")
-    if k8s_doc["spec"] != doc_from_row(mk, row)["spec"]:
+    identity = ("ipVersion", "subnet", "ips", "excludeIPs")
+    wanted, held = k8s_doc["spec"], doc_from_row(mk, row)["spec"]
+    if any((wanted.get(key) or None) != (held.get(key) or None) for key in identity):
         raise Conflict(f"{kind} {row.name} already exists in Spiderweb with another spec (not yet in Kubernetes); "
                        f"apply that spec, or choose another name")
 
