@@ -43,6 +43,35 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h for h in os.environ.get("SPIDERWEB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("SPIDERWEB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name}={value!r} is not a whole number")
+    return int(value)
+
+
+# HTTPS. In production the portal sits behind a TLS-terminating proxy or ingress: SPIDERWEB_HTTPS=true makes cookies
+# secure, sends HSTS and redirects plain HTTP to HTTPS; SPIDERWEB_TRUST_X_FORWARDED_PROTO=true lets the proxy's
+# X-Forwarded-Proto say the request came in over HTTPS (set it only when a proxy strips the header from clients).
+# The node agents' internal API and the health probes may stay on plain HTTP inside the cluster
+# (SPIDERWEB_SSL_REDIRECT_EXEMPT, regular expressions on the path without its leading slash).
+SPIDERWEB_HTTPS = _env_bool("SPIDERWEB_HTTPS", False)
+if _env_bool("SPIDERWEB_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SPIDERWEB_HTTPS
+SECURE_SSL_REDIRECT = _env_bool("SPIDERWEB_SSL_REDIRECT", SPIDERWEB_HTTPS)
+SECURE_REDIRECT_EXEMPT = [
+    r for r in os.environ.get("SPIDERWEB_SSL_REDIRECT_EXEMPT", r"^api/internal/,^healthz$,^readyz$").split(",") if r
+]
+SECURE_HSTS_SECONDS = _env_int("SPIDERWEB_HSTS_SECONDS", 31_536_000 if SPIDERWEB_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SPIDERWEB_HSTS_INCLUDE_SUBDOMAINS", SPIDERWEB_HTTPS)
+SECURE_HSTS_PRELOAD = _env_bool("SPIDERWEB_HSTS_PRELOAD", SPIDERWEB_HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = _env_int("SPIDERWEB_SESSION_COOKIE_AGE", 8 * 3600)
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -104,8 +133,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded demo serves the portal, a worker and beat from one file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # The embedded demo serves the portal, a worker and beat from one file: wait for locks instead of failing. A
+    # busy timeout alone is not enough: a transaction that read first and writes later cannot wait for the write
+    # lock (SQLite answers "database is locked" at once to avoid a deadlock), so every transaction takes the write
+    # lock when it begins (IMMEDIATE), and WAL lets readers go on while one transaction writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 
 # One request stalled while holding a pool or pod lock must not stop every other request for as long as it stalls:
 # a lock wait gives up after SPIDERWEB_DB_LOCK_TIMEOUT_MS (the request answers a retryable 503), and a session
@@ -154,11 +188,34 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "spiderweb.ipam.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "spiderweb.ipam.api.pagination.CappedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "spiderweb.ipam.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    # <n>/<second|minute|hour|day>; "node" is per node credential, "login" per client address (api/throttles.py)
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("SPIDERWEB_THROTTLE_ANON", "60/minute"),
+        "user": os.environ.get("SPIDERWEB_THROTTLE_USER", "1200/minute"),
+        "node": os.environ.get("SPIDERWEB_THROTTLE_NODE", "6000/minute"),
+        "login": os.environ.get("SPIDERWEB_THROTTLE_LOGIN", "10/minute"),
+    },
 }
+
+# Throttle counters (and nothing else yet): in-process memory unless SPIDERWEB_CACHE_URL names a Redis shared by every
+# portal process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("SPIDERWEB_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["SPIDERWEB_CACHE_URL"]}}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Spiderweb API",
@@ -195,6 +252,13 @@ SPIDERWEB_DEFAULT_TENANT = os.environ.get("SPIDERWEB_DEFAULT_TENANT", "default")
 # Spiderpool caps a pool at 5000 records because they live in one CRD status; PostgreSQL has no such limit, so 0
 # (no cap) is our default. Set it to reproduce Spiderpool exactly.
 SPIDERWEB_IPPOOL_MAX_ALLOCATED_IPS = int(os.environ.get("SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS", "0"))
+
+# The portal reads a pod from the API server only to confirm a pod re-created on another node (never on the usual
+# allocation path); without Kubernetes credentials such a re-creation waits for the owning node or the GC.
+SPIDERWEB_KUBECONFIG = os.environ.get("KUBECONFIG", "")
+SPIDERWEB_PORTAL_READS_PODS = _env_bool(
+    "SPIDERWEB_PORTAL_READS_PODS", bool(SPIDERWEB_KUBECONFIG or os.environ.get("KUBERNETES_SERVICE_HOST"))
+)
 
 LOGGING = {
     "version": 1,

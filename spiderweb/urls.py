@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from spiderweb.ipam.api.throttles import login_throttled
 from spiderweb.ipam.api.urls import internal_urlpatterns, public_urlpatterns
 
 admin.site.site_header = "Spiderweb IPAM"
@@ -11,6 +12,7 @@ admin.site.index_title = "Underlay IPAM"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/login/", login_throttled(admin.site.login), name="admin-login-throttled"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(public_urlpatterns)),
     path("api/internal/v1/", include(internal_urlpatterns)),

@@ -23,5 +23,14 @@ def _fresh_pool_catalog():
     pool_catalog_invalidate()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """Request-rate counters live in the (per-process) cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 # The Kubernetes lab's control plane (one per session, shared by every package that needs a real API server).
 from tests.mirror.lab import lab_env, mirror_lab, webhook_portal  # noqa: E402,F401

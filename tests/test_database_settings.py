@@ -53,7 +53,55 @@ def test_zero_turns_both_timeouts_off(tmp_path):
 def test_sqlite_gets_no_postgresql_options(tmp_path):
     got = database(f"sqlite:///{tmp_path}/db.sqlite3", tmp_path)
     assert got["engine"] == "django.db.backends.sqlite3"
-    assert got["options"] == {"timeout": 30}
+    assert got["options"]["timeout"] == 30
+    assert "lock_timeout" not in json.dumps(got["options"])
+
+
+SQLITE_WRITERS = """
+import json, os, threading, time
+import django
+django.setup()
+from django.db import connection, transaction
+with connection.cursor() as cursor:
+    cursor.execute("CREATE TABLE IF NOT EXISTS t (n integer)")
+    cursor.execute("PRAGMA journal_mode")
+    mode = cursor.fetchone()[0]
+connection.close()
+errors = []
+
+def writer():
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM t")  # read first (an allocation plans, then inserts)
+            time.sleep(0.3)
+            cursor.execute("INSERT INTO t VALUES (1)")
+    except Exception as exc:
+        errors.append(repr(exc))
+    finally:
+        connection.close()
+
+threads = [threading.Thread(target=writer) for _ in range(3)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps({"mode": mode, "errors": errors}))
+"""
+
+
+def test_sqlite_writers_that_read_first_wait_instead_of_database_is_locked(tmp_path):
+    # Given the embedded demo's SQLite (issue 10: `make run` answered an occasional "database is locked" 500)
+    environment = dict(os.environ) | {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "SPIDERWEB_SECRET_KEY": "x",
+        "SPIDERWEB_STATE_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "spiderweb.settings",
+    }
+    # When three transactions each read and then write at the same time
+    run = subprocess.run([sys.executable, "-c", SQLITE_WRITERS], env=environment, capture_output=True, text=True,
+                         timeout=60)
+    # Then all of them commit (they queue for the write lock), and readers run beside the writer (WAL)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got == {"mode": "wal", "errors": []}
 
 
 @pytest.mark.parametrize("value", ["-1", "5s", "1.5", "2147483648", "ten"])

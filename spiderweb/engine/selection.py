@@ -336,12 +336,48 @@ def _is_pattern(name: str) -> bool:
     return any(char in name for char in "*?[")
 
 
+def pattern_check(name: str) -> None:
+    """Raise InvalidInput for a malformed shell-glob pool name pattern (Go's filepath.Match: ErrBadPattern).
+
+    A malformed pattern would match nothing, and the ADD would silently fall through to the next candidate pool.
+
+    >>> pattern_check("pool-[ab]*")
+    >>> pattern_check("pool-[ab")
+    Traceback (most recent call last):
+    ...
+    spiderweb.engine.errors.InvalidInput: pool name pattern 'pool-[ab' is malformed: '[' at 5 has no closing ']'
+    """
+    index = 0
+    while index < len(name):
+        if name[index] == "[":
+            start = index
+            index += 1
+            if index < len(name) and name[index] in "!^":
+                index += 1
+            members = 0
+            while index < len(name) and name[index] != "]":
+                if name[index] == "-" and (members == 0 or index + 1 >= len(name) or name[index + 1] == "]"):
+                    raise InvalidInput(f"pool name pattern {name!r} is malformed: a range at {index} has no bounds")
+                members += 1
+                index += 1
+            if index >= len(name):
+                raise InvalidInput(f"pool name pattern {name!r} is malformed: '[' at {start} has no closing ']'")
+            if members == 0:
+                raise InvalidInput(f"pool name pattern {name!r} is malformed: '[]' at {start} is an empty class")
+        elif name[index] == "]":
+            raise InvalidInput(f"pool name pattern {name!r} is malformed: ']' at {index} has no opening '['")
+        index += 1
+
+
 def _expand_wildcards(names: list[str], available: list[str]) -> tuple[str, ...]:
-    """Replace each pattern by the sorted matching pool names, in place.
+    """Replace each pattern by the sorted matching pool names, in place; a malformed pattern is refused.
 
     >>> _expand_wildcards(["p1", "p*", "q"], ["p1", "p2", "p3", "q"])
     ('p1', 'p2', 'p3', 'q')
     """
+    for name in names:
+        if _is_pattern(name) or "]" in name:
+            pattern_check(name)
     literal = {name for name in names if not _is_pattern(name)}
     out: list[str] = []
     produced: set[str] = set()

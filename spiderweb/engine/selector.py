@@ -44,6 +44,51 @@ def _check_label_value(value: object, where: str) -> None:
         )
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def validate_labels(labels: Any) -> None:
+    """Raise InvalidInput unless ``labels`` is a map of valid Kubernetes label keys to valid values.
+
+    >>> validate_labels({"app.kubernetes.io/name": "web", "tier": ""})
+    >>> validate_labels({"bad key": "x"})
+    Traceback (most recent call last):
+    ...
+    spiderweb.engine.errors.InvalidInput: labels: label key 'bad key' is invalid; expected at most 63 characters \
+of [A-Za-z0-9-_.], starting and ending with an alphanumeric
+    """
+    if not isinstance(labels, dict):
+        raise InvalidInput(f"labels must map label keys to values, got {labels!r}")
+    for key, value in labels.items():
+        _check_label_key(key, "labels")
+        _check_label_value(value, f"labels[{key!r}]")
+
+
+def validate_dns_label(name: Any, what: str) -> None:
+    """A DNS-1123 label (a namespace name): ≤ 63 lowercase alphanumerics and '-', alphanumeric at both ends.
+
+    >>> validate_dns_label("kube-system", "namespace")
+    >>> validate_dns_label("Kube_System", "namespace")
+    Traceback (most recent call last):
+    ...
+    spiderweb.engine.errors.InvalidInput: namespace 'Kube_System' is not a valid DNS-1123 label (at most 63 \
+lowercase alphanumerics and '-', starting and ending with an alphanumeric)
+    """
+    if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.match(name):
+        raise InvalidInput(f"{what} {name!r} is not a valid DNS-1123 label (at most 63 lowercase alphanumerics and "
+                           f"'-', starting and ending with an alphanumeric)")
+
+
+def validate_dns_subdomain(name: Any, what: str) -> None:
+    """A DNS-1123 subdomain (a node or NetworkAttachmentDefinition name): ≤ 253 characters of DNS labels and '.'.
+
+    >>> validate_dns_subdomain("worker-1.example", "node name")
+    """
+    if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise InvalidInput(f"{what} {name!r} is not a valid DNS-1123 subdomain (at most 253 lowercase "
+                           f"alphanumerics, '-' and '.', starting and ending with an alphanumeric)")
+
+
 def validate_label_selector(selector: Any) -> None:
     """Raise InvalidInput when ``selector`` is not a well-formed Kubernetes LabelSelector; None is fine.
 

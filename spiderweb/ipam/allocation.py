@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
@@ -28,7 +29,16 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from spiderweb.engine import autopool
-from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, IPAMError, NoPoolAvailable, NotFound, Unavailable
+from spiderweb.engine.errors import (
+    Conflict,
+    Exhausted,
+    Forbidden,
+    InvalidInput,
+    IPAMError,
+    NoPoolAvailable,
+    NotFound,
+    Unavailable,
+)
 from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.keys import ANNO_IPPOOL_IP_NUMBER, ANNO_IPPOOL_RECLAIM, ANNO_ROUTES, ANNO_SUBNET, ANNO_SUBNETS
 from spiderweb.engine.ranges import RangeSet, address_key, int_to_ip, key_to_int
@@ -122,19 +132,30 @@ def _pod_lock(pod_uid: str) -> None:
 # ---------------------------------------------------------------------------------------------------- allocate
 
 
-def ippool_allocate(*, request: AllocateRequest) -> dict:
-    """Allocate every NIC the request implies and return Spiderpool's `IpamAddResponse` for the pod."""
+def ippool_allocate(*, request: AllocateRequest, pod_reader: PodReader | None = None) -> dict:
+    """Allocate every NIC the request implies and return Spiderpool's `IpamAddResponse` for the pod.
+
+    `pod_reader(namespace, name)` reads the pod from the API server; it is called only when the pod's name is
+    recorded on another node under another UID (a re-creation across nodes), never on the usual path. Without one,
+    such a re-creation is refused with a retryable error (`CrossNodeReplacement`).
+    """
     facts = request.facts
     if not facts.alive:
         raise InvalidInput(f"pod {facts.namespace}/{facts.name} is terminating or finished (dead Pod)")
     cluster = ClusterSettings.load_cached()
     third_party_autopools_ensure(facts)
+    cross_node_confirmed = False
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
                 _pod_lock(facts.uid)
-                rows = _allocate_locked(request, cluster)
+                rows = _allocate_locked(request, cluster, cross_node_confirmed=cross_node_confirmed)
             break
+        except CrossNodeReplacement:
+            # Read outside the transaction: no lock is held while the API server answers.
+            if cross_node_confirmed or pod_reader is None:
+                raise
+            cross_node_confirmed = _api_server_confirms(pod_reader, facts)
         except (IntegrityError, _StaleCatalog) as exc:
             # A concurrent request for the same pod or address won the race (the constraint held), or a pool
             # changed after it was planned with: plan again from fresh data.
@@ -142,6 +163,22 @@ def ippool_allocate(*, request: AllocateRequest) -> dict:
             if attempt == MAX_ATTEMPTS:
                 raise Unavailable(f"allocation for pod {facts.namespace}/{facts.name} kept racing; retry") from exc
     return allocation_response(rows, cluster)
+
+
+PodReader = Callable[[str, str], "dict | None"]
+
+
+def _api_server_confirms(pod_reader: PodReader, facts: PodFacts) -> bool:
+    """True when the API server's pod has the caller's UID and node; else the claim is refused (403)."""
+    pod = pod_reader(facts.namespace, facts.name) or {}
+    uid = (pod.get("metadata") or {}).get("uid", "")
+    node = (pod.get("spec") or {}).get("nodeName", "")
+    if uid != facts.uid or node != facts.node:
+        raise Forbidden(
+            f"the API server shows pod {facts.namespace}/{facts.name} as UID {uid or '(none)'} on node "
+            f"{node or '(none)'}, not UID {facts.uid} on node {facts.node}: its addresses stay where they are"
+        )
+    return True
 
 
 class _StaleCatalog(Exception):
@@ -176,18 +213,28 @@ def _live_allocations(pod_uid: str) -> list[Allocation]:
 
 
 def _allocate_locked(
-    request: AllocateRequest, cluster: ClusterSettings, trace: list | None = None
+    request: AllocateRequest, cluster: ClusterSettings, trace: list | None = None, *, dry_run: bool = False,
+    visible: frozenset[str] | None = None, cross_node_confirmed: bool = False,
 ) -> list[Allocation]:
-    """Everything under one transaction; returns every live allocation of the pod."""
+    """Everything under one transaction; returns every live allocation of the pod.
+
+    `dry_run` (explain): no row lock is taken and nothing is written; `visible` limits the pools considered (and the
+    held addresses shown) to those the caller may see, so another tenant's plan is never revealed.
+    `cross_node_confirmed`: the API server confirmed the pod's new UID and node (see `ippool_allocate`).
+    """
     facts = request.facts
     pod_tombstone_refuse(facts=facts, container_id=request.container_id)
-    endpoint = Endpoint.objects.select_for_update().filter(namespace=facts.namespace, name=facts.name).first()
+    endpoints = Endpoint.objects if dry_run else Endpoint.objects.select_for_update()
+    endpoint = endpoints.filter(namespace=facts.namespace, name=facts.name).first()
     held_rows: list[Allocation] = []
     if endpoint is not None and endpoint.uid == facts.uid:
-        held_rows = list(endpoint.allocations.select_related("pool").order_by("interface", "ip_version"))
+        held_rows = _shown(list(endpoint.allocations.select_related("pool").order_by("interface", "ip_version")),
+                           visible)
         if any(row.interface == request.if_name for row in held_rows):
             return held_rows  # idempotent ADD (sandbox re-created, retried request)
     pools, cached = _pool_catalog()
+    if visible is not None:
+        pools = {name: pool for name, pool in pools.items() if name in visible}
     views = {name: pool_view(p) for name, p in pools.items()}
     try:
         nics = _plan(request, cluster, pools)
@@ -199,20 +246,56 @@ def _allocate_locked(
         raise _StaleCatalog("a named pool is not in the cached catalog") from None
 
     if endpoint is not None and endpoint.uid != facts.uid:
-        if is_static_owner(facts.owner.kind, cluster) and endpoint.owner_kind == facts.owner.kind:
+        old = list(endpoint.allocations.select_related("pool"))
+        if not cross_node_confirmed:
+            _refuse_cross_node_replacement(endpoint, old, facts)
+        static = is_static_owner(facts.owner.kind, cluster) and endpoint.owner_kind == facts.owner.kind
+        if dry_run:
+            if static and any(r.interface == request.if_name for r in old):
+                return _shown(sorted(old, key=lambda r: (r.interface, r.ip_version)), visible)
+        elif static:
             if _static_rebind(endpoint, request, nics):
                 return _live_allocations(facts.uid)
         else:
-            # Same name, new pod (stateless): the old incarnation is gone, its addresses can go now.
-            old = list(endpoint.allocations.select_related("pool"))
+            # Same name, new pod (stateless) on the same node: the old incarnation is gone, its addresses can go.
             _release_rows(old, reason="pod-recreated", endpoint=endpoint)
-    endpoint = _endpoint_upsert(endpoint, facts)
+    if dry_run:
+        endpoint = Endpoint(namespace=facts.namespace, name=facts.name, uid=facts.uid, node=facts.node)
+    else:
+        endpoint = _endpoint_upsert(endpoint, facts)
     held = {(a.interface, a.ip_version) for a in held_rows}
     plan = [(nic, version, names) for nic, version, names in plan if (nic.interface, version) not in held]
     if not plan:
         raise NoPoolAvailable(f"no IP family is enabled or configured for {request.if_name}")
-    new_rows = _lock_and_take(request, endpoint, plan, pools, trace)
+    new_rows = _lock_and_take(request, endpoint, plan, pools, trace, dry_run=dry_run)
     return sorted(held_rows + new_rows, key=lambda r: (r.interface, r.ip_version))
+
+
+def _shown(rows: list[Allocation], visible: frozenset[str] | None) -> list[Allocation]:
+    return rows if visible is None else [row for row in rows if row.pool.name in visible]
+
+
+class CrossNodeReplacement(Unavailable):
+    """A pod name came back with a new UID on another node than the one its addresses are recorded on.
+
+    A node's credential only vouches for pods on that node: the new UID and node are the caller's claim, so the
+    addresses recorded elsewhere are neither released nor moved on its word (a compromised node could otherwise free
+    any pod's address, or take a StatefulSet's). When the portal can read the API server, the claim is checked there
+    (`ippool_allocate`); otherwise this error stands: retryable (503), and the owning node's CNI DEL or the GC (which
+    compares UIDs read from the API server) frees the addresses.
+    """
+
+
+def _refuse_cross_node_replacement(endpoint: Endpoint, rows: list[Allocation], facts: PodFacts) -> None:
+    elsewhere = sorted({row.node for row in rows if row.node != facts.node})
+    if elsewhere:
+        raise CrossNodeReplacement(
+            f"pod {facts.namespace}/{facts.name} still holds {', '.join(r.address for r in rows)} recorded on node "
+            f"{', '.join(elsewhere)} for pod UID {endpoint.uid}; a node may only replace allocations recorded on "
+            f"itself, so they are freed by the CNI DEL on that node or by the GC once the API server shows the old "
+            f"pod gone; retry",
+            details={"nodes": elsewhere, "heldUID": endpoint.uid},
+        )
 
 
 def _filter_candidates(request, nics, views, trace) -> list[tuple[NicRequest, int, list[str]]]:
@@ -254,7 +337,7 @@ def _filter_candidates(request, nics, views, trace) -> list[tuple[NicRequest, in
     return plan
 
 
-def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
+def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = False) -> list[Allocation]:
     """Lock every candidate pool in primary-key order, take one address per (NIC, family), insert the rows.
 
     Reservations are read before the lock so the lock is held for as few statements as possible; the locked
@@ -269,7 +352,8 @@ def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
     facts = request.facts
     blocked = {v: reserved_ranges(v) for v in {version for _, version, _ in plan}}
     wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
-    locked = list(IPPool.objects.select_for_update(no_key=True).filter(pk__in=wanted).order_by("pk"))
+    rows = IPPool.objects if dry_run else IPPool.objects.select_for_update(no_key=True)
+    locked = list(rows.filter(pk__in=wanted).order_by("pk"))
     if len(locked) != len(wanted) or any(p.generation != wanted[p.pk] for p in locked):
         pool_catalog_invalidate()
         raise _StaleCatalog("a candidate pool changed while planning")
@@ -308,6 +392,8 @@ def _lock_and_take(request, endpoint, plan, pools, trace) -> list[Allocation]:
                 + ", ".join(f"{c.pool} ({c.reason})" for c in tried),
                 details={"interface": nic.interface, "version": version, "candidates": details},
             )
+    if dry_run:
+        return new_rows
     Allocation.objects.bulk_create(new_rows)
     for pool in {row.pool_id: row.pool for row in new_rows}.values():
         IPPool.objects.filter(pk=pool.pk).update(scan_from=pool.scan_from, fresh_exhausted=pool.fresh_exhausted)
@@ -318,21 +404,29 @@ def _trace_entry(trace: list, interface: str, version: int) -> dict:
     return next(e for e in trace if e["interface"] == interface and e["version"] == version)
 
 
-def ippool_explain(*, request: AllocateRequest) -> dict:
-    """Dry run of `ippool_allocate`: the same code in a transaction that is always rolled back.
+def ippool_explain(*, request: AllocateRequest, visible: frozenset[str] | None = None) -> dict:
+    """Dry run of `ippool_allocate`: the same planning, without a row lock or a write.
 
     Says which pool would serve each NIC and family, and why every other candidate was rejected or skipped.
+    `visible`: the pool names the caller may see (None: all); the others are not candidates and are never named, so
+    a tenant learns nothing of another tenant's pools. A stale pool catalog is retried as `ippool_allocate` does.
     """
     cluster = ClusterSettings.load_cached()
-    trace: list = []
-    result: dict = {"ok": True}
-    with transaction.atomic():
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        trace: list = []
+        result: dict = {"ok": True}
         try:
-            rows = _allocate_locked(request, cluster, trace)
-            result["response"] = allocation_response(rows, cluster)
+            with transaction.atomic():
+                rows = _allocate_locked(request, cluster, trace, dry_run=True, visible=visible)
+                result["response"] = allocation_response(rows, cluster)
+                transaction.set_rollback(True)
+            break
+        except _StaleCatalog as exc:
+            if attempt == MAX_ATTEMPTS:
+                result = {"ok": False, "error": Unavailable(f"the pool catalog kept changing ({exc}); retry").to_dict()}
         except IPAMError as exc:
             result = {"ok": False, "error": exc.to_dict()}
-        transaction.set_rollback(True)
+            break
     result["nics"] = trace
     return result
 

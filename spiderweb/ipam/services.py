@@ -56,14 +56,21 @@ def _reset_scan(pool: IPPool) -> None:
 # ------------------------------------------------------------------------------------------------------- pools
 
 
-def ippool_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> IPPool:
-    """Create a SpiderIPPool after every webhook rule passed; defaults and labels as Spiderpool's mutator."""
+def ippool_create(
+    *, tenant: Tenant, name: str, spec: dict, labels: dict | None = None, confined: bool = False
+) -> IPPool:
+    """Create a SpiderIPPool after every webhook rule passed; defaults and labels as Spiderpool's mutator.
+
+    `confined` (a tenant member, not a cluster administrator): the pool may not lie in another tenant's subnet.
+    """
     with transaction.atomic():
         validation.spec_lock()
         if IPPool.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"IPPool {name} already exists."]})
         clean = validation.ippool_clean(spec)
-        pool = IPPool(name=name, tenant=tenant, labels=dict(labels or {}))
+        if confined:
+            validation.ippool_confine(tenant=tenant, spec=clean)
+        pool = IPPool(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(pool, clean, POOL_FIELDS)
         pool.owner_subnet = clean.get("owner_subnet")
         _pool_labels(pool)
@@ -86,7 +93,7 @@ def ippool_update(*, pool: IPPool, spec: dict, labels: dict | None = None) -> IP
             pool.generation += 1
             _reset_scan(pool)
         if labels is not None:
-            pool.labels = dict(labels)
+            pool.labels = dict(validation.labels_clean(labels))
         if pool.owner_subnet_id is None and clean.get("owner_subnet") is not None:
             pool.owner_subnet = clean["owner_subnet"]
         _pool_labels(pool)
@@ -128,14 +135,21 @@ def _pool_labels(pool: IPPool) -> None:
 # ----------------------------------------------------------------------------------------------------- subnets
 
 
-def subnet_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> Subnet:
-    """Create a SpiderSubnet and adopt orphan pools of the same CIDR (spec §1.3 controller)."""
+def subnet_create(
+    *, tenant: Tenant, name: str, spec: dict, labels: dict | None = None, confined: bool = False
+) -> Subnet:
+    """Create a SpiderSubnet and adopt orphan pools of the same CIDR (spec §1.3 controller).
+
+    `confined` (a tenant member): the subnet may not cover another tenant's pools.
+    """
     with transaction.atomic():
         validation.spec_lock()
         if Subnet.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"SpiderSubnet {name} already exists."]})
         clean = validation.subnet_clean(spec)
-        subnet = Subnet(name=name, tenant=tenant, labels=dict(labels or {}))
+        if confined:
+            validation.subnet_confine(tenant=tenant, spec=clean)
+        subnet = Subnet(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(subnet, clean, SUBNET_FIELDS)
         subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)
         subnet.full_clean()
@@ -158,7 +172,7 @@ def subnet_update(*, subnet: Subnet, spec: dict, labels: dict | None = None) -> 
         if _apply(subnet, clean, SUBNET_FIELDS):
             subnet.generation += 1
         if labels is not None:
-            subnet.labels = dict(labels)
+            subnet.labels = dict(validation.labels_clean(labels))
         subnet.labels[SUBNET_CIDR_LABEL] = cidr_label(subnet.network)
         subnet.full_clean()
         subnet.save()
@@ -183,13 +197,18 @@ def subnet_delete(*, subnet: Subnet) -> None:
 # --------------------------------------------------------------------------------------------------- reserved
 
 
-def reservedip_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> ReservedIP:
+def reservedip_create(
+    *, tenant: Tenant, name: str, spec: dict, labels: dict | None = None, confined: bool = False
+) -> ReservedIP:
+    """Create a SpiderReservedIP. `confined` (a tenant member): only addresses of the tenant's own pools/subnets."""
     with transaction.atomic():
         validation.spec_lock()
         if ReservedIP.objects.filter(name=name).exists():
             raise validation.SpecInvalid({"name": [f"SpiderReservedIP {name} already exists."]})
         clean = validation.reservedip_clean(spec)
-        reserved = ReservedIP(name=name, tenant=tenant, labels=dict(labels or {}))
+        if confined:
+            validation.reservation_confine(tenant=tenant, spec=clean)
+        reserved = ReservedIP(name=name, tenant=tenant, labels=dict(validation.labels_clean(labels) or {}))
         _apply(reserved, clean, RESERVED_FIELDS)
         reserved.full_clean()
         reserved.save()
@@ -197,18 +216,23 @@ def reservedip_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | N
     return reserved
 
 
-def reservedip_update(*, reserved: ReservedIP, spec: dict, labels: dict | None = None) -> ReservedIP:
+def reservedip_update(
+    *, reserved: ReservedIP, spec: dict, labels: dict | None = None, confined: bool = False
+) -> ReservedIP:
+    """Change a reservation; `confined` as in `reservedip_create`."""
     with transaction.atomic():
         validation.spec_lock()
         reserved = ReservedIP.objects.select_for_update().get(pk=reserved.pk)
         before = object_snapshot(reserved)
         merged = {name: getattr(reserved, name) for name in RESERVED_FIELDS} | spec
         clean = validation.reservedip_clean(merged, instance=reserved)
+        if confined and "ips" in spec:
+            validation.reservation_confine(tenant=reserved.tenant, spec=clean)
         if _apply(reserved, clean, RESERVED_FIELDS):
             reserved.generation += 1
             _reset_family_scans(reserved.ip_version)
         if labels is not None:
-            reserved.labels = dict(labels)
+            reserved.labels = dict(validation.labels_clean(labels))
         reserved.save()
         object_change_record(instance=reserved, action=ObjectChange.Action.UPDATE, before=before)
     return reserved

@@ -31,7 +31,10 @@ class TenantAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         if change:
             services.tenant_update(tenant=obj, description=obj.description)
         else:
-            obj.pk = services.tenant_create(name=obj.name, description=obj.description).pk
+            # The form's instance becomes the saved row (its state too): save_related then adds the members to it.
+            created = services.tenant_create(name=obj.name, description=obj.description)
+            obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+            obj._state.adding, obj._state.db = False, created._state.db
 
     def save_related(self, request, form, formsets, change):
         """Membership decides who sees what, so a change of members is recorded like any other change."""

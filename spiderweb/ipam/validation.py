@@ -14,7 +14,12 @@ from django.db.models import QuerySet
 from spiderweb.engine.errors import InvalidInput
 from spiderweb.engine.ranges import RangeSet, parse_cidr
 from spiderweb.engine.routes import validate_gateway, validate_routes
-from spiderweb.engine.selector import validate_label_selector
+from spiderweb.engine.selector import (
+    validate_dns_label,
+    validate_dns_subdomain,
+    validate_label_selector,
+    validate_labels,
+)
 from spiderweb.ipam.models import Allocation, ClusterSettings, IPPool, ReservedIP, Subnet
 
 # Model field → Spiderpool/CRD field name, for messages and for the REST API's camelCase fields.
@@ -149,10 +154,35 @@ def _range_spec_clean(errors: _Errors, spec: dict, cluster: ClusterSettings, ins
 
 def _selector_clean(errors: _Errors, spec: dict, field: str) -> None:
     selector = spec.get(field)
-    if selector in (None, {}):
+    if selector is None:
+        return
+    if field == "pod_affinity" and isinstance(selector, dict) and not any(
+        selector.get(key) for key in ("matchLabels", "matchExpressions")
+    ):
+        # An empty podAffinity would match every pod yet sort as the most specific pool (spec §3.3.7): refused, as
+        # upstream's webhook does. Leave it out (or null) for a pool without pod affinity.
+        errors.add(field, "podAffinity must have matchLabels or matchExpressions; omit it to match every pod.")
+        return
+    if selector == {}:
         spec[field] = None
         return
     errors.capture(field, validate_label_selector, selector)
+
+
+def _multus_name_check(value: str, what: str) -> None:
+    """``<namespace>/<name>`` or a bare ``<name>`` (in Spiderpool's namespace) of a NetworkAttachmentDefinition."""
+    namespace, slash, name = value.rpartition("/")
+    if slash:
+        validate_dns_label(namespace, f"{what} namespace")
+    validate_dns_subdomain(name, f"{what} name")
+
+
+# What the CRD (and the API server behind it) accepts for each name list: refused here with the same words.
+_NAME_CHECKS = {
+    "namespace_name": lambda value: validate_dns_label(value, "namespaceName entry"),
+    "node_name": lambda value: validate_dns_subdomain(value, "nodeName entry"),
+    "multus_name": lambda value: _multus_name_check(value, "multusName entry"),
+}
 
 
 def _string_list_clean(errors: _Errors, spec: dict, field: str) -> None:
@@ -160,7 +190,21 @@ def _string_list_clean(errors: _Errors, spec: dict, field: str) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         errors.add(field, "Must be a list of non-empty names.")
         return
+    check = _NAME_CHECKS.get(field)
+    for item in value if check is not None else ():
+        errors.capture(field, check, item)
     spec[field] = value
+
+
+def labels_clean(labels: dict | None) -> dict | None:
+    """Object labels as Kubernetes accepts them (keys ``[prefix/]name``, values ≤ 63 characters); None stays None."""
+    if labels is None:
+        return None
+    try:
+        validate_labels(labels)
+    except InvalidInput as exc:
+        raise SpecInvalid({"labels": [exc.message]}) from None
+    return labels
 
 
 def _owner_subnet_for(network, version: int) -> Subnet | None:
@@ -278,6 +322,53 @@ def reservedip_clean(spec: dict, *, instance: ReservedIP | None = None) -> dict:
             errors.add("ip_version", "ipVersion is immutable.")
     errors.raise_if_any()
     return out
+
+
+def tenant_ranges(tenant, version: int) -> RangeSet:
+    """Every address `tenant`'s own pools and subnets hold (ips − excludeIPs), for one family."""
+    result = RangeSet.empty(version)
+    for model in (IPPool, Subnet):
+        for row in model.objects.filter(tenant=tenant, ip_version=version, terminating=False):
+            result = result.union(row.total_ranges)
+    return result
+
+
+def reservation_confine(*, tenant, spec: dict) -> None:
+    """A tenant member's reservation may only hold addresses of that tenant's own pools and subnets.
+
+    Otherwise one member could reserve 0.0.0.0-255.255.255.255 (or another tenant's fixed address) and make every
+    allocation of every tenant fail with ip_exhausted. `spec` is the cleaned spec (`reservedip_clean`).
+    """
+    ranges = RangeSet.parse(spec["ips"], spec["ip_version"])
+    outside = ranges.subtract(tenant_ranges(tenant, ranges.version))
+    if outside:
+        shown = ", ".join(outside.to_strings()[:3]) + (" …" if len(outside.to_strings()) > 3 else "")
+        raise SpecInvalid({"ips": [f"{shown} are not addresses of tenant {tenant.name}'s own pools or subnets."]})
+
+
+def ippool_confine(*, tenant, spec: dict) -> None:
+    """A tenant member's pool may not sit inside another tenant's SpiderSubnet (its capacity, its deletion and its
+    name are that tenant's). `spec` is the cleaned spec (`ippool_clean`); the other subnet is not named.
+    """
+    owner = spec.get("owner_subnet")
+    network = parse_cidr(spec["subnet"], spec["ip_version"])
+    foreign = owner is not None and owner.tenant_id != tenant.pk
+    if not foreign:
+        others = Subnet.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant)
+        foreign = any(other.network.overlaps(network) for other in others)
+    if foreign:
+        raise SpecInvalid({"subnet": [f"{network} lies in a SpiderSubnet of another tenant; "
+                                      f"create the pool in a subnet of tenant {tenant.name}."]})
+
+
+def subnet_confine(*, tenant, spec: dict) -> None:
+    """A tenant member's SpiderSubnet may not cover another tenant's pools (it would adopt them: take their
+    capacity, block their deletion and learn their names). `spec` is the cleaned spec (`subnet_clean`)."""
+    network = parse_cidr(spec["subnet"], spec["ip_version"])
+    others = IPPool.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant)
+    if any(pool.network.overlaps(network) for pool in others):
+        raise SpecInvalid({"subnet": [f"{network} covers pools of another tenant; choose a subnet of tenant "
+                                      f"{tenant.name}'s own."]})
 
 
 def reserved_ranges(version: int) -> RangeSet:

@@ -1,15 +1,40 @@
-"""Read helpers for tenancy: which tenants a user may act for."""
+"""Read helpers for tenancy: which tenants a user may act for, and who acts across tenants.
+
+Two grants, never `is_staff` alone:
+
+* membership: a member of a tenant sees and changes what that tenant owns (its pools, subnets and reservations);
+* Django model permissions: a staff user holding `<app>.<action>_<model>` does that action on every tenant's
+  objects of that model (a user with only view permissions sees everything and changes only their own tenants').
+  Superusers hold every permission.
+"""
 
 from django.db.models import QuerySet
 
 from spiderweb.tenancy.models import Tenant
 
 
-def tenant_list_for_user(user) -> QuerySet[Tenant]:
-    """Staff see every tenant; other users see the tenants they are members of."""
+def acts_cluster_wide(user, perm: str) -> bool:
+    """True when `user` holds the model permission `perm` (e.g. ``ipam.add_ippool``) across tenants.
+
+    Needs an active staff account *and* the permission: `is_staff` alone grants nothing, and a permission given to
+    a non-staff account is ignored (membership is how non-staff users get access).
+    """
+    return bool(user and user.is_authenticated and user.is_active and getattr(user, "is_staff", False)
+                and user.has_perm(perm))
+
+
+def tenant_ids_of_member(user) -> QuerySet[Tenant]:
+    """The tenants `user` is a member of (ids), whatever permissions they hold."""
+    if not user or not user.is_authenticated:
+        return Tenant.objects.none().values("pk")
+    return Tenant.objects.filter(members=user).values("pk")
+
+
+def tenant_list_for_user(user, perm: str = "tenancy.view_tenant") -> QuerySet[Tenant]:
+    """Every tenant for a user who holds `perm` cluster-wide; otherwise the tenants they are a member of."""
     if not user or not user.is_authenticated:
         return Tenant.objects.none()
-    if user.is_staff:
+    if acts_cluster_wide(user, perm):
         return Tenant.objects.all()
     return Tenant.objects.filter(members=user)
 

@@ -191,6 +191,17 @@ def test_tenant_create_and_membership_changes_are_logged(admin_web, superuser):
     assert change.diff["members"] == [[], [superuser.pk]]
 
 
+def test_tenant_added_with_members_is_created_with_them(admin_web, superuser):
+    # Given the Add form with a member selected (issue 10: a 500 "instance is on database None")
+    response = admin_web.post(reverse("admin:tenancy_tenant_add"),
+                              {"name": "t3", "description": "", "members": [superuser.pk]})
+    # Then the tenant is created with its member
+    assert response.status_code == 302, response.content[:2000]
+    tenant = Tenant.objects.get(name="t3")
+    assert list(tenant.members.all()) == [superuser]
+    assert ObjectChange.objects.filter(object_type="tenancy.tenant", object_id=tenant.pk, action="create").exists()
+
+
 # ------------------------------------------------------------------------------------------ allocations, nodes
 
 

@@ -23,7 +23,30 @@ def tenant_b():
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("staff", is_staff=True)
+    """A staff user holding every permission of the tenancy, IPAM and change-log models (is_staff alone grants
+    nothing: see `viewer`)."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("staff", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["tenancy", "ipam", "changelog"]))
+    return user
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    """A staff user with only the view permissions of the tenancy, IPAM and change-log models."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(
+        content_type__app_label__in=["tenancy", "ipam", "changelog"], codename__startswith="view_"))
+    return user
+
+
+@pytest.fixture
+def bare_staff(django_user_model):
+    """A staff user without any permission."""
+    return django_user_model.objects.create_user("bare", is_staff=True)
 
 
 @pytest.fixture

@@ -228,3 +228,46 @@ def test_reserved_ip_of_a_disabled_family_is_refused(client, tenant_a):
     client.patch(reverse("cluster-settings"), {"enableIPv6": False}, format="json")
     response = client.post(RESERVED, {"name": "r1", "tenant": tenant_a.name, "ips": ["fd00::1"]}, format="json")
     assert_refused(response, 400, "ipVersion", "IPv6 is disabled in the cluster settings (enableIPv6: false).")
+
+
+@pytest.mark.parametrize("affinity", [{}, {"matchLabels": {}, "matchExpressions": []}, {"matchLabels": {}}])
+def test_an_empty_pod_affinity_is_refused(client, tenant_a, affinity):
+    # An empty podAffinity matches every pod yet sorts as the most specific pool (issue 10; spec §1.2)
+    response = post_pool(client, tenant_a, subnet="10.6.0.0/16", podAffinity=affinity)
+    assert_refused(response, 400, "podAffinity", "podAffinity must have matchLabels or matchExpressions")
+    assert not IPPool.objects.filter(name="p-new").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "text"),
+    [
+        ({"labels": {"bad key": "x"}}, "labels", "label key 'bad key' is invalid"),
+        ({"labels": {"team": "x" * 64}}, "labels", "label value"),
+        ({"labels": {"Example.COM/app": "x"}}, "labels", "invalid prefix"),
+        ({"namespaceName": ["Kube_System"]}, "namespaceName", "'Kube_System' is not a valid DNS-1123 label"),
+        ({"namespaceName": ["a" * 64]}, "namespaceName", "is not a valid DNS-1123 label"),
+        ({"nodeName": ["Node 1"]}, "nodeName", "'Node 1' is not a valid DNS-1123 subdomain"),
+        ({"multusName": ["kube-system/Mac_Vlan"]}, "multusName", "'Mac_Vlan' is not a valid DNS-1123 subdomain"),
+        ({"multusName": ["Kube_System/macvlan"]}, "multusName", "namespace 'Kube_System' is not a valid"),
+        ({"multusName": ["a/b/c"]}, "multusName", "is not a valid DNS-1123 label"),
+    ],
+)
+def test_what_kubernetes_refuses_is_refused(client, tenant_a, extra, field, text):
+    # Labels, namespace names, node names and multusName the CRD would refuse (issue 10, Low 10)
+    response = post_pool(client, tenant_a, subnet="10.6.0.0/16", **extra)
+    assert_refused(response, 400, field, text)
+    assert not IPPool.objects.filter(name="p-new").exists()
+
+
+def test_valid_kubernetes_names_and_labels_pass(client, tenant_a):
+    response = post_pool(client, tenant_a, subnet="10.6.0.0/16", labels={"app.kubernetes.io/name": "web", "x": ""},
+                         namespaceName=["kube-system"], nodeName=["worker-1.example"],
+                         multusName=["kube-system/macvlan-conf", "macvlan.v2"])
+    assert response.status_code == 201, response.content
+
+
+def test_reservation_and_subnet_labels_are_checked_too(client, tenant_a):
+    for url, body in ((RESERVED, {"ips": ["10.9.0.1"]}), (SUBNETS, {"subnet": "10.9.0.0/24"})):
+        response = client.post(url, {"name": "x", "tenant": tenant_a.name, "labels": {"a b": "c"}, **body},
+                               format="json")
+        assert_refused(response, 400, "labels", "label key 'a b' is invalid")

@@ -141,3 +141,69 @@ def test_a_node_token_is_refused_on_the_public_api(pool):
     client = node_client("node-1")
     assert client.get(reverse("ippool-list")).status_code == 401
     assert client.get(reverse("allocation-list")).status_code == 401
+
+
+# ------------------------------------------------------------- a node acts only on what is recorded on it (Medium 4)
+
+
+@pytest.mark.parametrize("owner_kind", ["Pod", "Deployment", "StatefulSet"])
+def test_a_node_cannot_replace_a_pod_recorded_on_another_node(pool, owner_kind):
+    # Given web-0 holding 10.1.0.10 on node-1
+    real = f.facts("web-0", node="node-1", owner_kind=owner_kind, owner_name="web",
+                   annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["p1"]})})
+    assert node_client("node-1").post(ALLOCATE, allocate_body(real), format="json").status_code == 200
+    # When node-2's token reports web-0 with a new UID on node-2 (a re-creation it merely claims)
+    claim = f.facts("web-0", node="node-2", owner_kind=owner_kind, owner_name="web",
+                    annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["p1"]})})
+    response = node_client("node-2").post(ALLOCATE, allocate_body(claim), format="json")
+    # Then it is refused with a retryable error, and node-1's pod keeps its address where it was
+    assert response.status_code == 503, response.json()
+    assert response.json()["code"] == "unavailable"
+    assert "recorded on node node-1" in response.json()["message"]
+    row = Allocation.objects.get()
+    assert (row.address, row.pod_uid, row.node) == ("10.1.0.10", real.uid, "node-1")
+
+
+def test_a_pod_recreated_on_the_same_node_still_replaces_its_old_incarnation(pool):
+    client = node_client("node-1")
+    old, new = pod(), pod()
+    assert client.post(ALLOCATE, allocate_body(old), format="json").status_code == 200
+    response = client.post(ALLOCATE, allocate_body(new), format="json")
+    assert response.status_code == 200, response.json()
+    assert list(Allocation.objects.values_list("pod_uid", flat=True)) == [new.uid]
+
+
+def test_a_node_reads_only_the_workload_endpoints_of_its_own_pods(pool):
+    assert node_client("node-1").post(ALLOCATE, allocate_body(pod()), format="json").status_code == 200
+    response = node_client("node-2").get(WORKLOAD_ENDPOINT, {"podNamespace": "default", "podName": "web-0"})
+    assert response.status_code == 404
+    assert "10.1.0.10" not in response.content.decode()
+
+
+@pytest.mark.parametrize(("api_uid", "api_node", "status"), [("claimed", "node-2", 200), ("real", "node-1", 403),
+                                                              ("claimed", "node-1", 403), (None, None, 403)])
+def test_a_cross_node_re_creation_is_decided_by_the_api_server(pool, monkeypatch, api_uid, api_node, status):
+    from spiderweb.ipam.api import internal
+
+    # Given StatefulSet pod db-0 holding 10.1.0.10 on node-1
+    ann = {"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["p1"]})}
+    real = f.facts("db-0", node="node-1", owner_kind="StatefulSet", owner_name="db", annotations=ann)
+    assert node_client("node-1").post(ALLOCATE, allocate_body(real), format="json").status_code == 200
+    claim = f.facts("db-0", node="node-2", owner_kind="StatefulSet", owner_name="db", annotations=ann)
+    # And an API server that shows db-0 with some UID on some node (or not at all)
+    uids = {"claimed": claim.uid, "real": real.uid}
+    reads = []
+
+    def read_pod(namespace, name):
+        reads.append((namespace, name))
+        return None if api_uid is None else {"metadata": {"uid": uids[api_uid]}, "spec": {"nodeName": api_node}}
+
+    monkeypatch.setattr(internal, "pod_reader", lambda: read_pod)
+    # When node-2 reports db-0 re-created on itself
+    response = node_client("node-2").post(ALLOCATE, allocate_body(claim), format="json")
+    # Then only what the API server confirms moves the address; anything else leaves it on node-1
+    assert response.status_code == status, response.json()
+    assert reads == [("default", "db-0")]
+    row = Allocation.objects.get()
+    expected = (claim.uid, "node-2") if status == 200 else (real.uid, "node-1")
+    assert (row.address, row.pod_uid, row.node) == ("10.1.0.10", *expected)

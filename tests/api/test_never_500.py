@@ -142,3 +142,39 @@ def test_bad_internal_bodies_are_400(body):
     url = reverse("internal-release") if "podNamespace" in body else reverse("internal-allocate")
     response = client.post(url, body, format="json")
     assert response.status_code == 400, response.content
+
+
+@pytest.mark.parametrize("limit", ["100000000000000000000", "9223372036854775808", "5000"])
+def test_huge_page_sizes_are_capped(api, staff, tenant_a, limit):
+    # Given two pools (issue 10: ?limit=1e20 was a 409 on SQLite and a 500 on PostgreSQL)
+    for index in (1, 2):
+        services.ippool_create(tenant=tenant_a, name=f"p{index}", spec={"subnet": f"10.{index}.0.0/24"})
+    response = api(staff).get(reverse("ippool-list"), {"limit": limit, "offset": "100000000000000000000"})
+    # Then the page is empty (the offset is past the end) and the next link carries the cap, not the huge limit
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] == 2 and response.json()["results"] == []
+    first = api(staff).get(reverse("ippool-list"), {"limit": limit})
+    assert first.status_code == 200 and len(first.json()["results"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "auth"),
+    [(reverse("ippool-list"), "staff"), (reverse("explain"), "staff"), (reverse("tenant-list"), "staff"),
+     (reverse("internal-allocate"), "node")],
+)
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_a_deeply_nested_json_body_is_a_400(api, staff, url, auth, depth):
+    # Given a body nested `depth` levels deep (issue 10: a RecursionError, answered as an HTML 500)
+    if auth == "node":
+        from rest_framework.test import APIClient
+
+        _, token = services.node_credential_issue(node_name="node-1")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    else:
+        client = api(staff)
+    body = '{"name": ' + "[" * depth + "]" * depth + "}"
+    response = client.post(url, body, content_type="application/json")
+    # Then it is a 400 saying why
+    assert response.status_code == 400, response.content[:300]
+    assert "nested deeper than 64 levels" in response.json()["detail"]

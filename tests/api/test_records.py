@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.ipam import services
-from spiderweb.ipam.models import AddressHistory, Allocation
+from spiderweb.ipam.models import AddressHistory, Allocation, Endpoint
 from tests.ipam import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -179,3 +179,23 @@ def test_a_refused_write_records_no_change(api, staff, tenant_a):
     api(staff).post(reverse("ippool-list"), {"name": "p1", "tenant": "tenant-a", "subnet": "10.1.1.0/16"},
                     format="json")
     assert not ObjectChange.objects.filter(object_type="ipam.ippool").exists()
+
+
+def test_a_statefulset_address_released_by_an_admin_is_not_handed_back(api, staff, tenant_a):
+    # Given StatefulSet pod db-0 holding an address (README, A11: the endpoint and pool records are one row)
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.12"], owner=tenant_a)
+    pod = f.facts("db-0", owner_kind="StatefulSet", owner_name="db",
+                  annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["p1"]})})
+    f.allocate(pod)
+    held = Allocation.objects.get()
+    # When an administrator releases it
+    response = api(staff).post(reverse("allocation-release", args=[held.pk]))
+    assert response.status_code == 200 and response.json() == {"released": [held.address]}
+    # Then both records are gone together (no endpoint is left pointing at an address the pool no longer records)
+    assert not Endpoint.objects.exists()
+    # And the pod's next ADD gets another address, and the history says who released the first one
+    f.allocate(pod)
+    again = Allocation.objects.get()
+    assert again.address != held.address and again.pod_uid == pod.uid
+    history = AddressHistory.objects.get(address=held.address)
+    assert (history.pod_name, history.release_reason) == ("db-0", "admin:staff")

@@ -140,6 +140,11 @@ class TestReservedIPAPI(TenantOwnedResourceTests):
         return services.reservedip_create(tenant=tenant, name=f"reserved-{index}", spec={"ips": [f"192.168.{index}.1"]})
 
     def create_body(self, tenant):
+        # A member may reserve only their own tenant's addresses: the tenant gets a pool holding them.
+        if not IPPool.objects.filter(name=f"home-{tenant.name}").exists():
+            net = "192.168.200" if tenant.name == "tenant-a" else "192.168.201"
+            services.ippool_create(tenant=tenant, name=f"home-{tenant.name}",
+                                   spec={"subnet": f"{net}.0/24", "ips": [f"{net}.1-{net}.9"]})
         return {"name": "reserved-new", "tenant": tenant.name, "ips": ["192.168.200.1-192.168.200.3"]}
 
     def patch_body(self, obj):

@@ -39,8 +39,9 @@ def facts(name="pod-0", *, namespace="default", uid=None, node="node-1", annotat
     )
 
 
-def allocate(pod_facts, if_name="eth0", **kwargs):
-    return allocation.ippool_allocate(request=allocation.AllocateRequest(facts=pod_facts, if_name=if_name, **kwargs))
+def allocate(pod_facts, if_name="eth0", pod_reader=None, **kwargs):
+    return allocation.ippool_allocate(request=allocation.AllocateRequest(facts=pod_facts, if_name=if_name, **kwargs),
+                                      pod_reader=pod_reader)
 
 
 def release(pod_facts, reason="test", dead_sandbox_id=""):

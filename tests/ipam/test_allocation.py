@@ -254,7 +254,9 @@ def test_statefulset_pod_gets_its_address_back_by_name():
     old = f.facts(name="db-0", owner_kind="StatefulSet", owner_name="db", annotations=ann(ipv4=["p"]))
     before = addresses(f.allocate(old))
     new = f.facts(name="db-0", owner_kind="StatefulSet", owner_name="db", annotations=ann(ipv4=["p"]), node="node-2")
-    after = addresses(f.allocate(new))
+    # On another node the re-creation is confirmed with the API server (issue 10, Medium 4)
+    api_server = {"metadata": {"uid": new.uid}, "spec": {"nodeName": "node-2"}}
+    after = addresses(f.allocate(new, pod_reader=lambda namespace, name: api_server))
     assert before == after == ["10.1.0.11/24"]
     row = Allocation.objects.get(address="10.1.0.11")
     assert row.pod_uid == new.uid and row.node == "node-2"

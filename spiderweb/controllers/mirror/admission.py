@@ -45,8 +45,9 @@ def admission_apply(*, kind: str, request: AdmissionRequest) -> list[str]:
     mk = mirror_kind(kind)
     obj = request.object or {}
     if request.operation == "UPDATE" and crd.is_terminating(obj):
-        # Finalizer removal and other metadata edits go through; spec edits of a dying object do not.
-        if doc_from_crd(mk, obj)["spec"] != doc_from_crd(mk, request.old_object)["spec"]:
+        # Spec §1.2/§1.3: while the finalizer is on, no update of a dying object at all (labels included); the update
+        # that removes the finalizer goes through.
+        if crd.FINALIZER in (crd.meta(obj).get("finalizers") or []):
             raise SpecInvalid({"name": [f"cannot update a terminating {kind}"]})
         return []
     warnings: list[str] = []
@@ -63,6 +64,8 @@ def admission_apply(*, kind: str, request: AdmissionRequest) -> list[str]:
             if row.terminating:
                 raise Conflict(f"{kind} {request.name} is still being deleted in Spiderweb "
                                f"({mk.in_use(row)} in use); create it again once it is gone")
+            if request.operation == "CREATE":
+                create_of_existing_row_check(mk, kind, row, k8s_doc)
             state = MirrorState.objects.filter(kind=kind, name=request.name).first()
             base = state.synced_spec if state is not None and uid and state.k8s_uid == uid else None
             portal_doc = doc_from_row(mk, row)
@@ -78,6 +81,25 @@ def admission_apply(*, kind: str, request: AdmissionRequest) -> list[str]:
         if request.dry_run:
             transaction.set_rollback(True)
     return warnings
+
+
+def create_of_existing_row_check(mk, kind: str, row, k8s_doc: dict) -> None:
+    """A CREATE naming a row that already exists is refused, unless it is the mirror pushing that row.
+
+    The API server refuses a CREATE of a name it already has (after the webhooks), so admitting it would rewrite
+    the row for an object that never comes to exist. The one legitimate case: a row made in the portal that has no
+    CRD yet (no ``k8s_uid``) is created in Kubernetes by the mirror, with the row's own spec. The mutating webhook
+    may still add defaults to that body (a gateway inherited from the subnet, say), so the address space decides
+    (``ipVersion``, ``subnet``, ``ips``, ``excludeIPs``): a ``kubectl create`` of other addresses under that name is
+    refused, as it would silently replace the portal's.
+    """
+    if row.k8s_uid:
+        raise Conflict(f"{kind} {row.name} already exists")
+    identity = ("ipVersion", "subnet", "ips", "excludeIPs")
+    wanted, held = k8s_doc["spec"], doc_from_row(mk, row)["spec"]
+    if any((wanted.get(key) or None) != (held.get(key) or None) for key in identity):
+        raise Conflict(f"{kind} {row.name} already exists in Spiderweb with another spec (not yet in Kubernetes); "
+                       f"apply that spec, or choose another name")
 
 
 def admission_delete(*, kind: str, request: AdmissionRequest) -> None:

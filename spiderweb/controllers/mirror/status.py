@@ -30,6 +30,19 @@ def _digest(*parts) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
+INT64_MAX = 9_223_372_036_854_775_807
+
+
+def int64_saturated(count: int) -> int:
+    """A count as the CRD's int64 status field holds it: upstream saturates at the int64 maximum (an IPv6 pool over a
+    /64 has more addresses), else the API server refuses the whole status write.
+
+    >>> int64_saturated(2**64), int64_saturated(5)
+    (9223372036854775807, 5)
+    """
+    return min(count, INT64_MAX)
+
+
 def ippool_status(pool: IPPool) -> dict:
     """SpiderIPPool status: ``allocatedIPs`` (JSON string, ``null`` when empty), counts."""
     rows = (Allocation.objects.filter(pool=pool).order_by("address_key")
@@ -37,8 +50,8 @@ def ippool_status(pool: IPPool) -> dict:
     allocated = {address: {"pod": f"{ns}/{name}", "podUid": uid} for address, ns, name, uid in rows}
     return {
         "allocatedIPs": json.dumps(allocated, separators=(",", ":")) if allocated else None,
-        "allocatedIPCount": len(allocated),
-        "totalIPCount": pool.total_ip_count,
+        "allocatedIPCount": int64_saturated(len(allocated)),
+        "totalIPCount": int64_saturated(pool.total_ip_count),
     }
 
 
@@ -64,8 +77,8 @@ def subnet_status(subnet: Subnet) -> dict:
         allocated += inside.count()
     return {
         "controlledIPPools": json.dumps(controlled, separators=(",", ":")) if controlled else None,
-        "totalIPCount": total.count(),
-        "allocatedIPCount": allocated,
+        "totalIPCount": int64_saturated(total.count()),
+        "allocatedIPCount": int64_saturated(allocated),
     }
 
 

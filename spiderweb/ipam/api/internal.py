@@ -4,6 +4,9 @@ A node token (`Authorization: Bearer swn_…`) is bound to one node. The portal 
 whose facts say it runs elsewhere, and releases only allocations made on that node.
 """
 
+from functools import lru_cache
+
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.response import Response
@@ -15,7 +18,9 @@ from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, services
 from spiderweb.ipam.api.errors import ipam_error_response
+from spiderweb.ipam.api.throttles import NodeRateThrottle
 from spiderweb.ipam.models import ClusterSettings, Coordinator, NodeCredential
+from spiderweb.k8s.client import KubeClient, api_client
 
 
 class NodePrincipal:
@@ -61,6 +66,7 @@ class IsNode(permissions.BasePermission):
 class NodeView(APIView):
     authentication_classes = [NodeTokenAuthentication]
     permission_classes = [IsNode]
+    throttle_classes = [NodeRateThrottle]
     schema = None  # internal: documented in agent/README.md, not in the public OpenAPI document
 
     def handle_exception(self, exc):
@@ -90,6 +96,20 @@ def _string_list(value, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+@lru_cache(maxsize=1)
+def pod_reader():
+    """Reads one pod from the API server, for the rare re-creation of a pod across nodes (None: not configured).
+
+    Only that path calls it (a pod name recorded on another node under another UID), so Kubernetes is never on the
+    usual allocation path; `SPIDERWEB_PORTAL_READS_PODS` (default: on when KUBECONFIG or the in-cluster service
+    account is there) turns it off, and such a re-creation then waits for the owning node or the GC (503, retried).
+    """
+    if not settings.SPIDERWEB_PORTAL_READS_PODS:
+        return None
+    client = KubeClient(api_client(settings.SPIDERWEB_KUBECONFIG or None, pool_size=2), timeout=5.0)
+    return client.pod
+
+
 class AllocateView(NodeView):
     def post(self, request):
         data = self.body("facts", "ifName")
@@ -112,7 +132,7 @@ class AllocateView(NodeView):
             network=str(data.get("network") or ""),
         )
         with acting_as(self.actor):
-            return Response(allocation.ippool_allocate(request=req))
+            return Response(allocation.ippool_allocate(request=req, pod_reader=pod_reader()))
 
 
 class ReleaseView(NodeView):
@@ -167,6 +187,9 @@ class WorkloadEndpointView(NodeView):
         if not namespace or not name:
             raise InvalidInput("podNamespace and podName are required")
         endpoint = allocation.endpoint_get(namespace=namespace, name=name)
+        if endpoint.node != request.user.node_name:
+            # A node reads the endpoints of its own pods only; another node's pod looks exactly like a missing one.
+            raise NotFound(f"no SpiderEndpoint {namespace}/{name} on node {request.user.node_name}")
         interfaces: dict[str, dict] = {}
         for row in endpoint.allocations.select_related("pool").order_by("interface", "ip_version"):
             entry = interfaces.setdefault(row.interface, {"interface": row.interface, "routes": []})

@@ -18,7 +18,8 @@ from spiderweb.tenancy.selectors import tenant_list_for_user
 
 
 class TenantField(serializers.SlugRelatedField):
-    """A tenant by name, limited to the tenants the caller belongs to (staff: all).
+    """A tenant by name, limited to the tenants the caller may write this kind of object in: every tenant with the
+    model's add (create) or change (update) permission cluster-wide, else the tenants the caller is a member of.
 
     A tenant the caller does not belong to is reported exactly like one that does not exist (400), so the API does
     not reveal which tenant names are taken.
@@ -34,7 +35,11 @@ class TenantField(serializers.SlugRelatedField):
 
     def get_queryset(self):
         request = self.context.get("request")
-        return tenant_list_for_user(request.user) if request else Tenant.objects.none()
+        if request is None:
+            return Tenant.objects.none()
+        model = self.parent.Meta.model
+        action = "add" if self.parent.instance is None else "change"
+        return tenant_list_for_user(request.user, f"{model._meta.app_label}.{action}_{model._meta.model_name}")
 
 
 class RouteSerializer(serializers.Serializer):

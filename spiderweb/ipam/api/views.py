@@ -1,6 +1,9 @@
 """Public REST API (`/api/v1/`): thin views that read through `selectors` and write through `services`.
 
-Every queryset is scoped to the caller's tenants (staff see all), so another tenant's object is a 404, never a 403.
+Every queryset is scoped to the caller's tenants, so another tenant's object is a 404, never a 403. Django's model
+permissions widen that (`spiderweb.tenancy.selectors.acts_cluster_wide`): a staff user holding `ipam.view_ippool`
+sees every pool, one holding `ipam.add_ippool` creates pools in any tenant, and so on; being staff alone grants
+nothing beyond what membership grants.
 Field names, filter names and ordering keys are camelCase, as in the Spiderpool CRDs.
 """
 
@@ -25,7 +28,7 @@ from spiderweb.ipam.api import serializers as s
 from spiderweb.ipam.api.errors import HTTP_STATUS
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
-from spiderweb.tenancy.selectors import tenant_list_for_user
+from spiderweb.tenancy.selectors import acts_cluster_wide, tenant_ids_of_member, tenant_list_for_user
 
 FILTER_BACKENDS = [DjangoFilterBackend, filters.SearchFilter]  # ordering: each FilterSet's camelCase `ordering`
 
@@ -55,6 +58,45 @@ class ActorMixin:
             self._actor_cm = None
             cm.__exit__(None, None, None)
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+def _confined(request, perm: str) -> bool:
+    """Without the model permission `perm` cluster-wide, a caller writes only inside their tenant's address space."""
+    return not acts_cluster_wide(request.user, perm)
+
+
+WRITE_ACTIONS = {"POST": "add", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
+
+
+def model_perm(model, action: str) -> str:
+    """``<app_label>.<action>_<model_name>``, Django's name for a model permission."""
+    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+
+
+class TenantScopedWrites(permissions.BasePermission):
+    """Reads: any authenticated user (querysets are scoped). Writes: a member in their own tenants, or a staff user
+    holding the model's add/change/delete permission in any tenant. Creates are checked by the `tenant` field,
+    which offers only the tenants the caller may create in."""
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated)
+
+    def has_object_permission(self, request, view, obj):
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        if acts_cluster_wide(request.user, model_perm(type(obj), WRITE_ACTIONS.get(request.method, "change"))):
+            return True
+        return tenant_ids_of_member(request.user).filter(pk=obj.tenant_id).exists()
+
+
+class ClusterWide(permissions.BasePermission):
+    """Only a staff user holding one Django permission (e.g. ``ipam.change_clustersettings``)."""
+
+    def __init__(self, perm: str):
+        self.perm = perm
+
+    def has_permission(self, request, view):
+        return acts_cluster_wide(request.user, self.perm)
 
 
 def _spec(validated: dict, fields) -> dict:
@@ -172,6 +214,7 @@ class ObjectChangeFilter(django_filters.FilterSet):
 class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
     """SpiderIPPools of your tenants. DELETE is refused (409) while the pool holds allocations."""
 
+    permission_classes = [TenantScopedWrites]
     serializer_class = s.IPPoolSerializer
     filter_backends = FILTER_BACKENDS
     filterset_class = IPPoolFilter
@@ -183,7 +226,8 @@ class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         pool = services.ippool_create(
-            tenant=data["tenant"], name=data["name"], spec=_spec(data, services.POOL_FIELDS), labels=data.get("labels")
+            tenant=data["tenant"], name=data["name"], spec=_spec(data, services.POOL_FIELDS), labels=data.get("labels"),
+            confined=_confined(self.request, "ipam.add_ippool"),
         )
         serializer.instance = self.get_queryset().get(pk=pool.pk)
 
@@ -207,6 +251,7 @@ class IPPoolViewSet(ActorMixin, viewsets.ModelViewSet):
 class SubnetViewSet(ActorMixin, viewsets.ModelViewSet):
     """SpiderSubnets of your tenants. DELETE is refused (409) while the subnet controls pools."""
 
+    permission_classes = [TenantScopedWrites]
     serializer_class = s.SubnetSerializer
     filter_backends = FILTER_BACKENDS
     filterset_class = SubnetFilter
@@ -219,7 +264,7 @@ class SubnetViewSet(ActorMixin, viewsets.ModelViewSet):
         data = serializer.validated_data
         subnet = services.subnet_create(
             tenant=data["tenant"], name=data["name"], spec=_spec(data, services.SUBNET_FIELDS),
-            labels=data.get("labels"),
+            labels=data.get("labels"), confined=_confined(self.request, "ipam.add_subnet"),
         )
         serializer.instance = self.get_queryset().get(pk=subnet.pk)
 
@@ -237,6 +282,7 @@ class SubnetViewSet(ActorMixin, viewsets.ModelViewSet):
 class ReservedIPViewSet(ActorMixin, viewsets.ModelViewSet):
     """SpiderReservedIPs of your tenants: addresses never handed out."""
 
+    permission_classes = [TenantScopedWrites]
     serializer_class = s.ReservedIPSerializer
     filter_backends = FILTER_BACKENDS
     filterset_class = ReservedIPFilter
@@ -249,40 +295,48 @@ class ReservedIPViewSet(ActorMixin, viewsets.ModelViewSet):
         data = serializer.validated_data
         serializer.instance = services.reservedip_create(
             tenant=data["tenant"], name=data["name"], spec=_spec(data, services.RESERVED_FIELDS),
-            labels=data.get("labels"),
+            labels=data.get("labels"), confined=_confined(self.request, "ipam.add_reservedip"),
         )
 
     def perform_update(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.reservedip_update(
-            reserved=serializer.instance, spec=_spec(data, services.RESERVED_FIELDS), labels=data.get("labels")
+            reserved=serializer.instance, spec=_spec(data, services.RESERVED_FIELDS), labels=data.get("labels"),
+            confined=_confined(self.request, "ipam.change_reservedip"),
         )
 
     def perform_destroy(self, instance):
         services.reservedip_delete(reserved=instance)
 
 
-class StaffWritesOnly(permissions.BasePermission):
-    """Members read, staff write. A detail write looks the object up first, so another tenant's is still a 404."""
+class TenantPermissions(permissions.BasePermission):
+    """Members read their tenants; creating, changing or deleting a tenant needs tenancy.add/change/delete_tenant.
+
+    A detail write looks the object up first, so a tenant the caller cannot see is still a 404.
+    """
 
     def has_permission(self, request, view):
         if not (request.user and request.user.is_authenticated):
             return False
-        return request.method in permissions.SAFE_METHODS or "pk" in view.kwargs or request.user.is_staff
+        if request.method in permissions.SAFE_METHODS or "pk" in view.kwargs:
+            return True
+        return acts_cluster_wide(request.user, model_perm(Tenant, WRITE_ACTIONS.get(request.method, "change")))
 
     def has_object_permission(self, request, view, obj):
-        return request.method in permissions.SAFE_METHODS or request.user.is_staff
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return acts_cluster_wide(request.user, model_perm(Tenant, WRITE_ACTIONS.get(request.method, "change")))
 
 
 class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
-    """Tenants: members see theirs; only staff create, change or delete them."""
+    """Tenants: members see theirs; holders of the tenancy permissions create, change or delete them."""
 
     serializer_class = s.TenantSerializer
     filter_backends = FILTER_BACKENDS
     filterset_class = TenantFilter
     search_fields = ["name", "description"]
 
-    permission_classes = [StaffWritesOnly]
+    permission_classes = [TenantPermissions]
 
     def get_queryset(self):
         return tenant_list_for_user(self.request.user)
@@ -317,8 +371,14 @@ class EndpointViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
+class ReleasePermission(ClusterWide):
+    def __init__(self):
+        super().__init__("ipam.change_allocation")
+
+
 class AllocationViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
-    """Live allocations. Staff may release one (POST .../release/); its address history records who did."""
+    """Live allocations. Holders of ipam.change_allocation may release one (POST .../release/); its address history
+    records who did."""
 
     serializer_class = s.AllocationSerializer
     filter_backends = FILTER_BACKENDS
@@ -329,7 +389,7 @@ class AllocationViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
         return selectors.allocation_list_for_user(self.request.user)
 
     @extend_schema(request=None, responses=s.ReleaseResultSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAdminUser])
+    @action(detail=True, methods=["post"], permission_classes=[ReleasePermission])
     def release(self, request, pk=None):
         """Release this address now (admin action); the history records who did it."""
         released = allocation.allocation_release(allocation=self.get_object(), reason=f"admin:{request.user}")
@@ -367,12 +427,12 @@ class ObjectChangeViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ClusterSettingsView(APIView):
-    """Spiderpool's `spiderpool-conf` switches. Everyone reads; staff change."""
+    """Spiderpool's `spiderpool-conf` switches. Everyone reads; holders of ipam.change_clustersettings change."""
 
     def get_permissions(self):
         if self.request.method == "GET":
             return [permissions.IsAuthenticated()]
-        return [permissions.IsAdminUser()]
+        return [ClusterWide("ipam.change_clustersettings")]
 
     @extend_schema(responses=s.ClusterSettingsSerializer)
     def get(self, request):
@@ -390,7 +450,9 @@ class ExplainView(APIView):
     """Dry-run allocation: which pool would serve this pod and NIC, and why the others were rejected.
 
     200 with `ok: false` and the reasons when the pod would get no address; 400 when the pod's facts or
-    annotations are malformed. Non-staff callers see the names of other tenants' pools redacted.
+    annotations are malformed. A non-staff caller's dry run considers only the pools they may see: another tenant's
+    pool is answered exactly like a missing one, and its addresses, gateway and routes are never shown. No row is
+    locked and nothing is written.
     """
 
     @extend_schema(
@@ -407,22 +469,21 @@ class ExplainView(APIView):
             v6=tuple(cni.get("default_ipv6_ippool", ())),
             clean_gateway=cni.get("clean_gateway", False),
         )
+        visible = None if acts_cluster_wide(request.user, "ipam.view_ippool") else frozenset(
+            selectors.ippool_list_for_user(request.user).values_list("name", flat=True))
         result = allocation.ippool_explain(
-            request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults)
+            request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults), visible=visible
         )
-        result = redact_for_user(request.user, result)
         code = (result.get("error") or {}).get("code")
         answer = status.HTTP_400_BAD_REQUEST if HTTP_STATUS.get(code) == status.HTTP_400_BAD_REQUEST else 200
         return Response(result, status=answer)
 
 
 def redact_for_user(user, value):
-    """`value` with the names of pools and subnets `user` may not see replaced by a neutral marker (staff: as is).
+    """`value` with the names of pools and subnets `user` may not see replaced by a neutral marker.
 
     Only whole names are replaced: hiding pool `p1` leaves `p1-b` and the word "pool" alone.
     """
-    if user.is_staff:
-        return value
     hidden = set(IPPool.objects.values_list("name", flat=True)) - set(
         selectors.ippool_list_for_user(user).values_list("name", flat=True)
     )
