@@ -15,7 +15,7 @@ from spiderweb.controllers.config import kube_client
 from spiderweb.controllers.enqueue import task_send
 from spiderweb.engine import autopool
 from spiderweb.engine.errors import InvalidInput, NotFound, Unavailable
-from spiderweb.engine.keys import ANNO_IPPOOL_IP_NUMBER, ANNO_IPPOOL_RECLAIM
+from spiderweb.engine.keys import ANNO_IPPOOL_IP_NUMBER, ANNO_IPPOOL_RECLAIM, LABEL_IPPOOL_RECLAIM
 from spiderweb.ipam.autopools import auto_pool_apps, autopools_reclaim, autopools_reconcile
 from spiderweb.ipam.models import ClusterSettings, IPPool
 from spiderweb.k8s import workloads
@@ -39,7 +39,8 @@ class AutoPoolPending(Unavailable):
 
 
 def application_event(kind: str, event: WatchEvent) -> None:
-    """The watcher's listener for one native kind: a workload that asks for auto pools, or owns some, is a key."""
+    """The watcher's listener for one native kind: a workload that asks for auto pools, or owns some, is a key,
+    unless the database already holds what it asks for (``application_needs_reconcile``)."""
     obj = event.object
     m = meta(obj)
     key = (kind, str(m.get("namespace") or ""), str(m.get("name") or ""), uid_of(obj))
@@ -49,9 +50,43 @@ def application_event(kind: str, event: WatchEvent) -> None:
         return
     if not workloads.is_application(kind, obj):
         return
-    if autopool.wants_auto_pools(workloads.template_annotations(kind, obj)) or \
-            IPPool.objects.filter(auto_app_uid=key[3]).exists():
+    pools = list(IPPool.objects.filter(auto_app_uid=key[3]).select_related("owner_subnet"))
+    if (autopool.wants_auto_pools(workloads.template_annotations(kind, obj)) or pools) and \
+            application_needs_reconcile(kind, obj, pools):
         task_send(RECONCILE_TASK, *key)
+
+
+def application_needs_reconcile(kind: str, obj: dict, pools: list[IPPool]) -> bool:
+    """False when ``pools`` (the workload's auto pools) already are what its template and replicas ask for: one for
+    every NIC and family it names, each with the desired size recorded (reached, or being reached by the reconcile
+    that recorded it, which retries until it is) and the requested reclaim flag and ``ippool-ip-number``.
+
+    Every pod that starts or stops rewrites its Deployment's status, and each write is an event: without this, a
+    Deployment of 100 pods costs hundreds of reconciles that change nothing (or that each start a retry loop of
+    their own while the pool waits for pods to go), all on the worker the mirror and the GC share. The beat resync
+    reconciles every workload regardless, so a retry loop that gave up is picked up again."""
+    if not pools:
+        return not workloads.host_network(kind, obj)  # pools to make (a host-network workload never gets any)
+    if is_terminating(obj):
+        return True  # pools to reclaim
+    annotations = workloads.template_annotations(kind, obj)
+    if not autopool.wants_auto_pools(annotations):
+        return False  # the reconcile leaves the pools of a workload that stopped asking for them alone
+    cluster = ClusterSettings.load_cached()
+    try:
+        requests = autopool.subnet_requests(annotations)
+        number = autopool.ip_number_parse(annotations.get(ANNO_IPPOOL_IP_NUMBER),
+                                          cluster_default=cluster.cluster_subnet_default_flexible_ip_number)
+        reclaim = "true" if autopool.reclaim_parse(annotations.get(ANNO_IPPOOL_RECLAIM)) else "false"
+    except InvalidInput:
+        return True  # the reconcile says what is wrong, on the workload
+    desired = number.desired(workloads.replicas(kind, obj))
+    have = {(p.auto_interface, p.ip_version, p.owner_subnet.name if p.owner_subnet else "") for p in pools}
+    wanted = {(r.interface, version, r.subnet(version)) for r in requests for version in (4, 6)
+              if r.subnet(version) and version in cluster.families}
+    return bool(wanted - have) or any(
+        p.auto_desired != desired or (p.labels or {}).get(LABEL_IPPOOL_RECLAIM) != reclaim
+        or (p.annotations or {}).get(ANNO_IPPOOL_IP_NUMBER) != str(number) for p in pools)
 
 
 # ----------------------------------------------------------------------------------------------- reconcile
