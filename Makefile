@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni clean cni-package
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale clean cni-package
 
 include tests/lab/lab.mk
 
@@ -55,6 +55,10 @@ bench-scale: $(STAMP)
 bench-cni: test-deps
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
 	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.cni
+
+bench-autoscale: test-deps
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.autoscale
 
 clean:
 	rm -rf $(VENV) .state

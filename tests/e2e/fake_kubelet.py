@@ -4,13 +4,18 @@ What it does, as a kubelet with a CRI runtime would (see /work/shared/notes/k8s-
 
 * registers one Node per lab node (Ready, allocatable, InternalIP) and renews a Lease in ``kube-node-lease``
   every ``lease_interval`` seconds;
-* binds unscheduled pods to its nodes round-robin (there is no kube-scheduler in the lab);
+* binds unscheduled pods to its nodes round-robin (there is no kube-scheduler in the lab), except a pod whose
+  required node affinity names its node by ``metadata.name`` (how the DaemonSet controller pins its pods): that
+  pod goes to that node, or stays Pending when the node is not one of ours;
 * realizes each pod bound to one of its nodes: a network namespace (the sandbox) and CNI ADD through the real
   **Multus thin plugin**, whose cluster network is a NetworkAttachmentDefinition holding the
   macvlan + spiderpool + coordinator conflist; then patches the pod status (Running, Ready, podIP/podIPs);
 * on a CNI failure records a Warning Event ``FailedCreatePodSandBox`` carrying the CNI error, leaves the pod
   Pending and retries with exponential backoff;
-* on ``deletionTimestamp`` runs CNI DEL, removes the sandbox and force-deletes the pod (grace 0, UID precondition).
+* on ``deletionTimestamp`` runs CNI DEL, removes the sandbox and force-deletes the pod (grace 0, UID precondition);
+* a pod annotated ``e2e.spiderweb.io/run-seconds: "N"`` finishes N seconds after it started (a Job's pod): its
+  containers terminate with exit code 0, the pod becomes ``Succeeded`` and its sandbox is torn down (CNI DEL), as a
+  kubelet does once every container of a ``restartPolicy: Never/OnFailure`` pod has exited.
 
 Two things make one machine look like several nodes to the CNI plugins:
 
@@ -51,6 +56,9 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 15.0
 CNI_TIMEOUT = 120
+# A pod whose containers exit by themselves after this many seconds (there are no real containers to exit).
+ANNO_RUN_SECONDS = "e2e.spiderweb.io/run-seconds"
+FINISHED = ("Succeeded", "Failed")
 
 
 def now_rfc3339() -> str:
@@ -168,6 +176,7 @@ class Sandbox:
     netns: str
     container_id: str
     result: dict | None = None
+    finish_at: float | None = None  # monotonic time its containers exit (``ANNO_RUN_SECONDS``), else never
 
 
 class CniError(Exception):
@@ -372,17 +381,36 @@ class FakeKubelet:
             self._force_delete(pod)
             return
         if not pod.spec.node_name:
-            self._bind(pod, next(self._round_robin))
+            node_name = self._node_for(pod)
+            if node_name is not None:
+                self._bind(pod, node_name)
             return
-        if pod.spec.node_name not in self.nodes or key in self.sandboxes:
+        if pod.spec.node_name not in self.nodes:
             return
-        if pod.status.phase in ("Succeeded", "Failed"):
+        if pod.status.phase in FINISHED:
+            if key in self.sandboxes:  # finished (by us or by someone else): its sandbox goes, as a kubelet does
+                self._teardown(self.sandboxes[key])
+            return
+        if key in self.sandboxes:
+            self._finish_when_due(pod, self.sandboxes[key])
             return
         wait = self.not_before.get(uid, 0) - time.monotonic()
         if wait > 0:
             self._retry_later(key, wait)
             return
         self._realize(pod)
+
+    def _node_for(self, pod) -> str | None:
+        """Where an unscheduled pod goes: the node its required node affinity names by ``metadata.name`` (a
+        DaemonSet's pod), ``None`` when that node is not ours; round-robin for every other pod."""
+        affinity = pod.spec.affinity.node_affinity if pod.spec.affinity else None
+        required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+        named = [value for term in (required.node_selector_terms if required else None) or []
+                 for field in term.match_fields or [] if field.key == "metadata.name" and field.operator == "In"
+                 for value in field.values or []]
+        if not named:
+            return next(self._round_robin)
+        return next((name for name in named if name in self.nodes), None)
 
     def _bind(self, pod, node_name: str) -> None:
         body = k8s.V1Binding(metadata=k8s.V1ObjectMeta(name=pod.metadata.name, uid=pod.metadata.uid),
@@ -414,6 +442,30 @@ class FakeKubelet:
         self.failures.pop(meta.uid, None)
         self.not_before.pop(meta.uid, None)
         self._patch_running(pod, node, sandbox)
+        run_seconds = (meta.annotations or {}).get(ANNO_RUN_SECONDS)
+        if run_seconds is not None:
+            sandbox.finish_at = time.monotonic() + float(run_seconds)
+            self._retry_later((meta.namespace, meta.name), float(run_seconds))
+
+    def _finish_when_due(self, pod, sandbox: Sandbox) -> None:
+        """A running pod whose containers exit by themselves: ``Succeeded`` once due, then its sandbox goes."""
+        if sandbox.finish_at is None:
+            return
+        wait = sandbox.finish_at - time.monotonic()
+        if wait > 0:
+            self._retry_later((sandbox.namespace, sandbox.name), wait)
+            return
+        stamp = now_rfc3339()
+        containers = [{"name": c.name, "image": c.image, "imageID": f"fake://{c.image}", "ready": False,
+                       "started": False, "restartCount": 0,
+                       "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": stamp}}}
+                      for c in pod.spec.containers]
+        conditions = [{"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": stamp}
+                      for t in ("Ready", "ContainersReady")]
+        self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": {
+            "phase": "Succeeded", "conditions": conditions, "containerStatuses": containers}})
+        log.info("pod %s/%s finished", pod.metadata.namespace, pod.metadata.name)
+        self._teardown(sandbox)
 
     def _teardown(self, sandbox: Sandbox) -> None:
         """CNI DEL, then remove the netns; the sandbox is forgotten only once DEL succeeded (else retried)."""
