@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale clean cni-package
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos clean cni-package
 
 include tests/lab/lab.mk
 
@@ -59,6 +59,11 @@ bench-cni: test-deps
 bench-autoscale: test-deps
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
 	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.autoscale
+
+## bench-chaos: 1,000 pods of churn under SIGKILLs and service restarts (root); last line `chaos pods=... reclaim_s=...`
+bench-chaos: test-deps
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.chaos
 
 clean:
 	rm -rf $(VENV) .state

@@ -16,6 +16,13 @@ What it does, as a kubelet with a CRI runtime would (see /work/shared/notes/k8s-
 * a pod annotated ``e2e.spiderweb.io/run-seconds: "N"`` finishes N seconds after it started (a Job's pod): its
   containers terminate with exit code 0, the pod becomes ``Succeeded`` and its sandbox is torn down (CNI DEL), as a
   kubelet does once every container of a ``restartPolicy: Never/OnFailure`` pod has exited.
+* runs up to ``workers`` pods at once (a pod is never synced by two workers at once), as the kubelet's pod workers;
+* after a failed ADD runs a best-effort CNI DEL before removing the netns, as containerd's sandbox clean-up does;
+* :meth:`FakeKubelet.crash_node` plays a node that died: from then on nothing happens on it (no lease renewal, no
+  CNI call, not even DEL), and no pod is bound to it any more;
+* with ``reorder_del_add`` > 0, when a pod is re-created under the same name (a StatefulSet pod) the kubelet runs
+  the new incarnation's ADD first and the old one's DEL a moment later, with that probability: the real kubelet
+  keys its pod workers by UID, so nothing orders the two.
 
 Two things make one machine look like several nodes to the CNI plugins:
 
@@ -35,11 +42,14 @@ import json
 import logging
 import os
 import queue
+import random
 import socket
 import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +202,8 @@ class FakeKubelet:
 
     def __init__(self, api: k8s.ApiClient, topology, nodes: list[KubeletNode], *, multus_bin: str,
                  cni_path: list[str], shared_run_dir: Path, api_port: int, workers: int = 3,
-                 lease_interval: float = 10.0, watch_timeout: int = 5):
+                 lease_interval: float = 10.0, watch_timeout: int = 5, reorder_del_add: float = 0.0,
+                 seed: int | None = None):
         self.core = k8s.CoreV1Api(api)
         self.leases = k8s.CoordinationV1Api(api)
         self.topology = topology
@@ -207,6 +218,11 @@ class FakeKubelet:
         self.sandboxes: dict[tuple[str, str], Sandbox] = {}
         self.failures: dict[str, int] = {}  # pod UID -> failed ADDs so far (for the backoff)
         self.not_before: dict[str, float] = {}  # pod UID -> monotonic time of the next ADD attempt
+        self.crashed: set[str] = set()  # nodes that died (crash_node): nothing runs there any more
+        self.reorder_del_add = reorder_del_add
+        self.stats: Counter = Counter()  # adds, add_failures, dels, del_failures, reordered, completed, binds
+        self._detached: dict[str, Sandbox] = {}  # old incarnations whose DEL runs after the new one's ADD
+        self._rng = random.Random(seed)
         self._round_robin = itertools.cycle(sorted(self.nodes))
         self._queue: queue.Queue = queue.Queue()
         self._pending: set = set()
@@ -229,8 +245,9 @@ class FakeKubelet:
             self._spawn(f"worker-{i}", self._worker_loop)
         return self
 
-    def stop(self) -> None:
-        """Stop serving, then tear down every sandbox still there (CNI DEL, netns removed)."""
+    def stop(self, *, cni_del: bool = True) -> None:
+        """Stop serving, then tear down every sandbox still there (``workers`` at a time): CNI DEL (unless
+        ``cni_del`` is false, for a lab that is thrown away with its database) and netns removal."""
         self._stop.set()
         for _ in range(self.workers):
             self._queue.put(None)
@@ -238,15 +255,30 @@ class FakeKubelet:
             # Not the watch: it ends by itself when its current request does (watch_timeout) and acts on nothing.
             if thread.name != "kubelet-watch":
                 thread.join(timeout=30)
-        for sandbox in list(self.sandboxes.values()):
+
+        def teardown(sandbox: Sandbox) -> None:
             try:
+                if not cni_del or sandbox.node in self.crashed:
+                    raise RuntimeError("no CNI DEL")
                 self._teardown(sandbox)
             except Exception as exc:  # noqa: BLE001 - best effort at shutdown, reported in the log
-                log.warning("teardown of %s/%s at stop failed: %s", sandbox.namespace, sandbox.name, exc)
+                if cni_del:
+                    log.warning("teardown of %s/%s at stop failed: %s", sandbox.namespace, sandbox.name, exc)
                 self.topology.remove_netns(sandbox.netns)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            list(pool.map(teardown, [*self.sandboxes.values(), *self._detached.values()]))
         self.sandboxes.clear()
+        self._detached.clear()
         for forwarder in self._forwarders:
             forwarder.close()
+
+    def crash_node(self, name: str) -> None:
+        """The node dies: its kubelet stops (no lease renewal, no CNI call, not even DEL) and its pods stay bound to
+        it; the scheduler binds no new pod there. Its sandboxes stay as a powered-off machine leaves them."""
+        with self._lock:
+            self.crashed.add(name)
+            self._round_robin = itertools.cycle(sorted(set(self.nodes) - self.crashed))
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, name=f"kubelet-{name}", daemon=True)
@@ -296,6 +328,8 @@ class FakeKubelet:
     def _lease_loop(self) -> None:
         while not self._stop.wait(self.lease_interval):
             for node in self.nodes.values():
+                if node.name in self.crashed:
+                    continue
                 try:
                     self._renew_lease(node)
                 except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried next round
@@ -369,9 +403,22 @@ class FakeKubelet:
             if exc.status != 404:
                 raise
             pod = None
+        if pod is not None and pod.spec.node_name in self.crashed:
+            return  # a dead node's kubelet does nothing
         sandbox = self.sandboxes.get(key)
+        if sandbox is not None and sandbox.node in self.crashed and (pod is None or pod.metadata.uid != sandbox.uid):
+            # The node died with this sandbox on it and the pod has left it (deleted, or re-created elsewhere).
+            self.sandboxes.pop(key, None)
+            self.topology.remove_netns(sandbox.netns)
+            sandbox = None
         if sandbox is not None and (pod is None or pod.metadata.uid != sandbox.uid):
-            self._teardown(sandbox)  # the pod (this incarnation of it) is gone
+            # The pod (this incarnation of it) is gone.
+            if (pod is not None and not pod.metadata.deletion_timestamp and self.reorder_del_add
+                    and self._rng.random() < self.reorder_del_add):
+                self.sandboxes.pop(key, None)
+                self._detach(sandbox)  # the new incarnation's ADD goes first
+            else:
+                self._teardown(sandbox)
         if pod is None:
             return
         uid = pod.metadata.uid
@@ -381,7 +428,8 @@ class FakeKubelet:
             self._force_delete(pod)
             return
         if not pod.spec.node_name:
-            node_name = self._node_for(pod)
+            with self._lock:
+                node_name = self._node_for(pod)
             if node_name is not None:
                 self._bind(pod, node_name)
             return
@@ -393,6 +441,8 @@ class FakeKubelet:
             return
         if key in self.sandboxes:
             self._finish_when_due(pod, self.sandboxes[key])
+            return
+        if pod.spec.node_name not in self.nodes:
             return
         wait = self.not_before.get(uid, 0) - time.monotonic()
         if wait > 0:
@@ -410,7 +460,7 @@ class FakeKubelet:
                  for value in field.values or []]
         if not named:
             return next(self._round_robin)
-        return next((name for name in named if name in self.nodes), None)
+        return next((name for name in named if name in self.nodes and name not in self.crashed), None)
 
     def _bind(self, pod, node_name: str) -> None:
         body = k8s.V1Binding(metadata=k8s.V1ObjectMeta(name=pod.metadata.name, uid=pod.metadata.uid),
@@ -418,6 +468,7 @@ class FakeKubelet:
         # The generated client cannot parse the reply (kubernetes-client/python#547): skip the parsing.
         discard(self.core.create_namespaced_pod_binding(pod.metadata.name, pod.metadata.namespace, body,
                                                         _preload_content=False))
+        self.stats["binds"] += 1
         log.info("bound %s/%s to %s", pod.metadata.namespace, pod.metadata.name, node_name)
 
     def _realize(self, pod) -> None:
@@ -428,6 +479,11 @@ class FakeKubelet:
         try:
             sandbox.result = self.cni(node, "ADD", sandbox)
         except CniError as exc:
+            self.stats["add_failures"] += 1
+            try:  # containerd's clean-up of a failed sandbox: DEL (best effort), then the netns goes
+                self.cni(node, "DEL", sandbox)
+            except (CniError, subprocess.TimeoutExpired) as del_exc:
+                log.info("DEL after the failed ADD of %s/%s failed too: %s", meta.namespace, meta.name, del_exc)
             self.topology.remove_netns(sandbox.netns)
             failures = self.failures[meta.uid] = self.failures.get(meta.uid, 0) + 1
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
@@ -438,6 +494,7 @@ class FakeKubelet:
             log.info("CNI ADD of %s/%s failed (retry in %.0fs): %s", meta.namespace, meta.name, delay, exc.msg)
             self._retry_later((meta.namespace, meta.name), delay)
             return
+        self.stats["adds"] += 1
         self.sandboxes[(meta.namespace, meta.name)] = sandbox
         self.failures.pop(meta.uid, None)
         self.not_before.pop(meta.uid, None)
@@ -469,9 +526,44 @@ class FakeKubelet:
 
     def _teardown(self, sandbox: Sandbox) -> None:
         """CNI DEL, then remove the netns; the sandbox is forgotten only once DEL succeeded (else retried)."""
-        self.cni(self.nodes[sandbox.node], "DEL", sandbox)
+        try:
+            self.cni(self.nodes[sandbox.node], "DEL", sandbox)
+        except Exception:
+            self.stats["del_failures"] += 1
+            raise
+        self.stats["dels"] += 1
         self.topology.remove_netns(sandbox.netns)
         self.sandboxes.pop((sandbox.namespace, sandbox.name), None)
+
+    def _detach(self, sandbox: Sandbox, delay: float | None = None) -> None:
+        """Tear down an old incarnation's sandbox later, off the pod's key (retried until DEL succeeds)."""
+        if delay is None:
+            self.stats["reordered"] += 1
+            delay = self._rng.uniform(0.5, 3.0)
+        self._detached[sandbox.container_id] = sandbox
+
+        def teardown():
+            if self._stop.is_set() or sandbox.container_id not in self._detached:
+                return
+            if sandbox.node in self.crashed:
+                self._detached.pop(sandbox.container_id, None)
+                self.topology.remove_netns(sandbox.netns)
+                return
+            try:
+                self.cni(self.nodes[sandbox.node], "DEL", sandbox)
+            except Exception as exc:  # noqa: BLE001 - retried, as the kubelet retries a failed StopPodSandbox
+                self.stats["del_failures"] += 1
+                log.info("late DEL of %s/%s (uid %s) failed; retrying: %s", sandbox.namespace, sandbox.name,
+                         sandbox.uid, exc)
+                self._detach(sandbox, min(BACKOFF_MAX, 2 * delay))
+                return
+            self.stats["dels"] += 1
+            self._detached.pop(sandbox.container_id, None)
+            self.topology.remove_netns(sandbox.netns)
+
+        timer = threading.Timer(delay, teardown)
+        timer.daemon = True
+        timer.start()
 
     def _force_delete(self, pod) -> None:
         meta = pod.metadata
