@@ -88,3 +88,21 @@ def test_portal_writes_are_not_echoed_when_they_come_from_kubernetes(monkeypatch
     with django_capture_on_commit_callbacks(execute=True), signals.from_kubernetes():
         services.ippool_update(pool=pool, spec={"default": True})
     assert len(sent) == 1, "a write from Kubernetes enqueues nothing"
+
+
+def test_a_pool_cut_from_a_subnet_is_pushed_with_the_subnets_controller_reference():
+    from spiderweb.controllers.mirror.documents import MIRROR_KINDS, crd_body, doc_from_row
+    from spiderweb.ipam.models import Subnet
+
+    subnet = services.subnet_create(tenant=f.tenant(), name="s1", spec={"subnet": "10.3.0.0/24",
+                                                                        "ips": ["10.3.0.1-10.3.0.50"]})
+    Subnet.objects.filter(pk=subnet.pk).update(k8s_uid="uid-s1")
+    pool = f.pool("p1", "10.3.0.0/24", ["10.3.0.1-10.3.0.5"])
+    mk = MIRROR_KINDS["SpiderIPPool"]
+    body = crd_body(mk, pool, doc_from_row(mk, pool))
+    assert body["metadata"]["ownerReferences"] == [{"apiVersion": "spiderpool.spidernet.io/v2beta1",
+                                                     "kind": "SpiderSubnet", "name": "s1", "uid": "uid-s1",
+                                                     "controller": True, "blockOwnerDeletion": True}]
+    existing = {**body, "metadata": {**body["metadata"], "ownerReferences": [], "resourceVersion": "7"}}
+    assert crd_body(mk, pool, doc_from_row(mk, pool), existing=existing)["metadata"]["ownerReferences"][0]["uid"] \
+        == "uid-s1"

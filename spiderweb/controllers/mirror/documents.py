@@ -147,10 +147,13 @@ def crd_body(mk: MirrorKind, row, doc: dict, *, existing: dict | None = None) ->
     other spec fields, annotations, owner references, finalizers, the resourceVersion precondition)."""
     labels = {**doc.get("labels", {}), TENANT_LABEL: row.tenant.name}
     annotations = dict(getattr(row, "annotations", None) or {})  # an auto pool's ippool-ip-number (spec §4.5)
+    owner = _subnet_owner_reference(row)
     if existing is None:
         metadata = {"name": row.name, "labels": labels, "finalizers": [crd.FINALIZER]}
         if annotations:
             metadata["annotations"] = annotations
+        if owner:
+            metadata["ownerReferences"] = [owner]
         return {"apiVersion": crd.API_VERSION, "kind": mk.kind, "metadata": metadata,
                 "spec": copy.deepcopy(doc.get("spec", {}))}
     body = copy.deepcopy(existing)
@@ -158,7 +161,19 @@ def crd_body(mk: MirrorKind, row, doc: dict, *, existing: dict | None = None) ->
     body["metadata"]["labels"] = labels
     if annotations:
         body["metadata"]["annotations"] = {**(body["metadata"].get("annotations") or {}), **annotations}
+    refs = list(body["metadata"].get("ownerReferences") or [])
+    if owner and not any(r.get("controller") for r in refs):
+        body["metadata"]["ownerReferences"] = [*refs, owner]
     spec = {k: v for k, v in (body.get("spec") or {}).items() if k not in dict(mk.fields)}
     spec.update(copy.deepcopy(doc.get("spec", {})))
     body["spec"] = spec
     return body
+
+
+def _subnet_owner_reference(row) -> dict | None:
+    """A pool cut from a SpiderSubnet is controlled by it (spec §1.2, §4.5): Kubernetes deletes the pool with it."""
+    subnet = getattr(row, "owner_subnet", None)
+    if subnet is None or not subnet.k8s_uid:
+        return None
+    return {"apiVersion": crd.API_VERSION, "kind": "SpiderSubnet", "name": subnet.name, "uid": subnet.k8s_uid,
+            "controller": True, "blockOwnerDeletion": True}
