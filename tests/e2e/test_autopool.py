@@ -39,8 +39,8 @@ from spiderweb.engine.keys import (
 )
 from spiderweb.engine.ranges import RangeSet
 from spiderweb.k8s.crd import GROUP, VERSION
-from tests.e2e.conftest import NAD_NAMESPACE, underlay_conflist
 from tests.e2e.fake_kubelet import ANNO_RUN_SECONDS
+from tests.e2e.stack import NAD_NAMESPACE, underlay_conflist
 from tests.e2e.test_deployment import allocations, deployment, new_namespace, pods_of, running_pods
 from tests.mirror.lab import wait_for
 from tests.netlab.topology import sh
