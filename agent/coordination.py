@@ -73,16 +73,18 @@ class CoordinatorService:
     def delete(self, body: object) -> None:
         """``POST /v1/coordinator/del``: cluster defaults only (the pod may be gone; its annotation is irrelevant).
 
-        Without a SpiderCoordinator the conflist entry and built-in defaults are used, so a DEL never fails for
-        lack of configuration.
+        Without a SpiderCoordinator, or while its phase is ``NotReady``, the conflist entry and built-in defaults are
+        used, so a DEL never fails for lack of configuration (an ADD does: see ``add``).
         """
         call = _CoordinatorCall.parse(body, need_prev_result=False)
         try:
             defaults = self.cluster_config()
         except IPAMError as exc:
-            if exc.code != "not_found":
+            if exc.code not in ("not_found", "conflict"):
                 raise
-            log.info("coordinator DEL without a SpiderCoordinator: using the conflist entry only")
+            # No SpiderCoordinator, or one not synced: a DEL still cleans up (a pod must always be deletable).
+            log.info("coordinator DEL without a usable SpiderCoordinator (%s): using the conflist entry only",
+                     exc.message)
             defaults = {}
         netlink_coordinator.coordinator_del(
             netns_path=call.netns, if_name=call.if_name, container_id=call.container_id,

@@ -161,7 +161,7 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
                 except IPAMError as exc:
                     self.add_error(None, exc.message)
                 else:
-                    if not cleaned.get("ip_version"):
+                    if "ip_version" in normalised and not cleaned.get("ip_version"):
                         cleaned["ip_version"] = normalised["ip_version"]
                 return cleaned
 
@@ -172,7 +172,8 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         spec = {name: cleaned[name] for name in self.spec_fields if name in cleaned}
         if instance is not None:
             spec = {name: getattr(instance, name) for name in self.spec_fields} | spec
-        spec["ip_version"] = spec.get("ip_version") or None
+        if "ip_version" in self.spec_fields:
+            spec["ip_version"] = spec.get("ip_version") or None
         return type(self).clean_spec(spec, instance=instance)
 
     def spec_from(self, obj):
@@ -466,9 +467,20 @@ class ClusterSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(Coordinator)
-class CoordinatorAdmin(admin.ModelAdmin):
-    list_display = ("name", "mode", "pod_cidr_type", "tune_pod_routes", "host_rule_table", "phase")
-    exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
+class CoordinatorAdmin(ServiceBackedAdmin):
+    """The SpiderCoordinator's mirror: spec edits are validated like the webhook and pushed to the CRD (the source of
+    truth); the status is the coordinator controller's and read-only here."""
+
+    list_display = ("name", "mode", "pod_cidr_type", "tune_pod_routes", "host_rule_table", "phase", "reason")
+    exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating", "generation")
+    readonly_fields = ("phase", "reason", "overlay_pod_cidr", "service_cidr")
+    spec_fields = tuple(services.COORDINATOR_FIELDS)
+    list_fields = ("hijack_cidr",)
+    instance_kwarg = "coordinator"
+    create_service = staticmethod(services.coordinator_create)
+    update_service = staticmethod(services.coordinator_update)
+    delete_service = staticmethod(services.coordinator_delete)
+    clean_spec = staticmethod(validation.coordinator_clean)
 
 
 @admin.register(NodeCredential)

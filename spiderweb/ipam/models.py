@@ -333,13 +333,24 @@ class ClusterSettings(models.Model):
 
 
 class Coordinator(MirroredModel):
-    """SpiderCoordinator: cluster-wide coordinator defaults and the discovered pod/service CIDRs."""
+    """SpiderCoordinator: cluster-wide coordinator defaults and the discovered pod/service CIDRs.
+
+    A mirror of the CRD, which is the source of truth: the spec arrives through the admission webhook and the
+    mirror (edits in the admin are pushed back to the CRD), the status (``phase`` and the two CIDR lists) is
+    written by the coordinator controller, which discovers it from the cluster (spec §8.7). Until the controller
+    has synced it the phase is ``NotReady`` and the agents refuse coordinator work, as Spiderpool's do.
+    """
 
     class Mode(models.TextChoices):
         AUTO = "auto"
         UNDERLAY = "underlay"
         OVERLAY = "overlay"
         DISABLED = "disabled"
+        DISABLE = "disable", "disable (the plugin's spelling, spec A6)"
+
+    class Phase(models.TextChoices):
+        SYNCED = "Synced"
+        NOT_READY = "NotReady"
 
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.AUTO)
     pod_cidr_type = models.CharField(max_length=10, default="auto")
@@ -355,8 +366,8 @@ class Coordinator(MirroredModel):
     veth_mtu = models.PositiveIntegerField(default=1500, validators=[MinValueValidator(1)])
     overlay_pod_cidr = models.JSONField(default=list, blank=True)
     service_cidr = models.JSONField(default=list, blank=True)
-    phase = models.CharField(max_length=10, default="Synced")
-    reason = models.CharField(max_length=200, blank=True)
+    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.NOT_READY)
+    reason = models.CharField(max_length=1024, blank=True, default="not synced by the coordinator controller yet")
 
     class Meta:
         ordering = ["name"]

@@ -110,6 +110,12 @@ def coordinator_problems(spec: Mapping, *, prefix: str = "spec", pod_cidr_requir
             problems.append(f"{prefix}.podMACPrefix: use two hex bytes such as 0a:1b, got {mac!r}")
         elif int(str(mac)[:2], 16) & 1:
             problems.append(f"{prefix}.podMACPrefix: the first byte must be even (a unicast MAC), got {mac}")
+    table = spec.get("hostRuleTable")
+    if table is not None and not (isinstance(table, int) and not isinstance(table, bool) and 1 <= table < 2**31):
+        problems.append(f"{prefix}.hostRuleTable: must be a routing table number from 1 to 2147483647, got {table!r}")
+    tune = spec.get("tunePodRoutes")
+    if tune is not None and not isinstance(tune, bool):
+        problems.append(f"{prefix}.tunePodRoutes: must be true or false, got {tune!r}")
     rp_filter = spec.get("podRPFilter")
     if rp_filter is not None and not (isinstance(rp_filter, int) and rp_filter <= 2):
         problems.append(f"{prefix}.podRPFilter: must be 0, 1, 2 or negative (leave unchanged), got {rp_filter!r}")
