@@ -107,7 +107,8 @@ class CoordinatorService:
         data = rf.body_object(body, "IfacerArgs")
         config = rf.obj(data, "config")
         try:
-            result = netlink_ifacer.ifacer_add(config=config)
+            # The node's namespace, as for the coordinator's host side (a lab node lives in a netns of its own).
+            result = netlink_ifacer.ifacer_add(config=config, netns_path=self.host_netns_path)
         except ValueError as exc:
             raise InvalidInput(f"invalid ifacer config: {exc}") from exc
         return {"result": result}

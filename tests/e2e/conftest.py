@@ -38,7 +38,7 @@ from spiderweb.k8s.client import api_client
 from spiderweb.k8s.crd import GROUP, KINDS, VERSION
 from spiderweb.k8s.tls import webhook_certificate_write
 from tests.e2e.fake_kubelet import FakeKubelet, KubeletNode
-from tests.lab.controlplane import ControlPlane, ensure_built, find_bin_dir, free_port
+from tests.lab.controlplane import CONTROL_PLANE_NODE, ControlPlane, ensure_built, find_bin_dir, free_port
 from tests.mirror.lab import CRD_DIR, REPO, VENV_BIN, _webhook, spawn, stop_process, wait_for
 from tests.netlab.topology import Topology
 
@@ -47,6 +47,7 @@ NAD_NAMESPACE, NAD_NAME = "kube-system", "macvlan-underlay"
 AGENT_USER = "spiderweb-agent"
 E2E_REDIS_DB = os.environ.get("SPIDERWEB_TEST_E2E_REDIS_DB", "14")
 RBAC_TEMPLATE = REPO / "helm" / "spiderweb" / "templates" / "rbac.yaml"
+SPIDERPOOL_RUN_DIR = Path("/run/spidernet")  # /var/run/spidernet, where Spiderpool's plugins find the agent socket
 
 
 # --------------------------------------------------------------------------------------------- database
@@ -153,6 +154,9 @@ def lab_env(lab, django_db_setup):
         "SPIDERWEB_MIRROR_RESYNC_INTERVAL": "10",
         "SPIDERWEB_DB_CONN_MAX_AGE": "0",
         "PYTHONPATH": str(REPO),
+        # issue 9: the coordinator's status and the SpiderMultusConfigs' NADs come from their controllers
+        "SPIDERPOOL_COORDINATOR_ENABLED": "true",
+        "SPIDERPOOL_MULTUS_CONFIG_ENABLED": "true",
     }
 
 
@@ -279,16 +283,36 @@ def cni_bin(workdir, lab) -> list[str]:
 
 @pytest.fixture(scope="package")
 def cluster_rows(django_db_setup, django_db_blocker):
-    """What the portal holds before any node starts: the coordinator defaults and one credential per node."""
+    """What the portal holds before any node starts: one credential per node."""
     from spiderweb.ipam import services
-    from spiderweb.ipam.models import Coordinator
     from spiderweb.tenancy.models import Tenant
 
     with django_db_blocker.unblock():
-        tenant, _ = Tenant.objects.get_or_create(name="default")
-        Coordinator.objects.create(name="default", tenant=tenant, mode="auto", pod_cidr_type="none",
-                                   service_cidr=["10.96.0.0/12"], hijack_cidr=["169.254.0.0/16"], phase="Synced")
+        Tenant.objects.get_or_create(name="default")
         return {name: services.node_credential_issue(node_name=name)[1] for name in NODES}
+
+
+# --------------------------------------------------------------------------------------------- coordinator (issue 9)
+
+
+@pytest.fixture(scope="package")
+def spider_coordinator(lab, mirror, cluster_rows, django_db_blocker):
+    """The default SpiderCoordinator the way a cluster gets it: applied to the API server (as the chart's install job
+    does), taken in by the admission webhook, its status discovered by the coordinator controller in the worker from
+    the controller-manager's flags (its kubeadm-style mirror pod, on a control-plane Node) and the ServiceCIDR API.
+    The agents start once it is Synced; nothing writes the portal's row by hand."""
+    from spiderweb.ipam.models import Coordinator
+
+    core = k8s.CoreV1Api(lab.api)
+    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": CONTROL_PLANE_NODE}})
+    core.create_namespaced_pod("kube-system", lab.plane.kcm_pod_manifest())
+    lab.custom.create_cluster_custom_object(GROUP, VERSION, "spidercoordinators", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderCoordinator", "metadata": {"name": "default"},
+        "spec": {"podCIDRType": "cluster", "hijackCIDR": ["169.254.0.0/16"]}})
+    with django_db_blocker.unblock():
+        wait_for("the default SpiderCoordinator to be Synced",
+                 lambda: Coordinator.objects.filter(name="default", phase="Synced").exists(), timeout=60)
+    return lab.custom.get_cluster_custom_object(GROUP, VERSION, "spidercoordinators", "default")
 
 
 class AgentProcess:
@@ -328,7 +352,7 @@ class AgentProcess:
 
 
 @pytest.fixture(scope="package")
-def agents(topology, portal, mirror, cluster_rows, agent_kubeconfig, workdir):
+def agents(topology, portal, mirror, cluster_rows, spider_coordinator, agent_kubeconfig, workdir):
     started = {}
     try:
         for name, node in topology.nodes.items():
@@ -352,8 +376,10 @@ def underlay_conflist(socket_path: str) -> dict:
 @pytest.fixture(scope="package")
 def kubelet(lab, topology, agents, cni_bin, workdir):
     """The NAD, then the fake kubelet for both nodes, Multus as its CNI entry point."""
-    shared_run = workdir / "run"  # the path every node's plugins use; each node sees its own agent there
-    shared_run.mkdir()
+    # The path every node's plugins use, Spiderpool's default (so NADs rendered from SpiderMultusConfigs work as they
+    # are); each node sees its own agent there (a bind mount in the CNI call's private mount namespace).
+    shared_run = SPIDERPOOL_RUN_DIR
+    shared_run.mkdir(parents=True, exist_ok=True)
     lab.custom.create_namespaced_custom_object("k8s.cni.cncf.io", "v1", NAD_NAMESPACE,
                                                "network-attachment-definitions", {
         "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
