@@ -65,15 +65,15 @@ TWO_SMCS = {
 
 def test_two_smcs_become_their_nads_byte_for_byte_with_owner_and_annotations(mirror_lab, ns):
     lab = mirror_lab
-    for name, (spec, annotations, _) in TWO_SMCS.items():
-        apply_smc(lab, ns, name, spec, annotations)
+    for name, (spec, notes, _) in TWO_SMCS.items():
+        apply_smc(lab, ns, name, spec, notes)
         assert multus.multusconfig_reconcile(ns, name, client=lab.crd) == "created"
-    for name, (_, annotations, config) in TWO_SMCS.items():
+    for name, (_, notes, config) in TWO_SMCS.items():
         smc = lab.crd.get(crd.SPIDER_MULTUSCONFIG, name, namespace=ns)
-        target = annotations.get("multus.spidernet.io/cr-name", name)
+        target = notes.get("multus.spidernet.io/cr-name", name)
         nad = get_nad(lab, ns, target)
         assert nad["spec"]["config"] == config
-        assert (nad["metadata"].get("annotations") or {}) == annotations
+        assert (nad["metadata"].get("annotations") or {}) == notes
         assert nad["metadata"]["ownerReferences"] == [{
             "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderMultusConfig", "name": name,
             "uid": smc["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
