@@ -460,10 +460,24 @@ class ClusterSettingsAdmin(admin.ModelAdmin):
                     "updated_at")
 
     def has_add_permission(self, request):
-        return not ClusterSettings.objects.exists()
+        return not ClusterSettings.objects.exists() and not ClusterSettings.config_path()
+
+    def has_change_permission(self, request, obj=None):
+        """Read-only while the switches come from the spiderpool-conf ConfigMap (change it with helm instead)."""
+        return not ClusterSettings.config_path() and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_object(self, request, object_id, from_field=None):
+        """The switches in force (the ConfigMap's when there is one), not merely the stored row."""
+        return ClusterSettings.load() if super().get_object(request, object_id, from_field) else None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if ClusterSettings.config_path():
+            messages.info(request, f"Set by {ClusterSettings.config_path()} (the spiderpool-conf ConfigMap): change "
+                                   f"the chart's values and upgrade, every component reads them at start-up.")
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Coordinator)

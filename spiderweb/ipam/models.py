@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from spiderweb.engine.ranges import RangeSet, parse_cidr
+from spiderweb.k8s import spiderpool_conf
 from spiderweb.tenancy.models import Tenant
 
 k8s_name = RegexValidator(
@@ -281,7 +282,12 @@ _settings_cache: dict = {}
 
 
 class ClusterSettings(models.Model):
-    """Spiderpool's `spiderpool-conf` ConfigMap: cluster-wide switches. A single row (pk=1)."""
+    """Spiderpool's `spiderpool-conf` ConfigMap: cluster-wide switches. A single row (pk=1).
+
+    In a cluster the chart's ConfigMap is the source (`SPIDERWEB_CONFIG_PATH`, read once at start-up by every
+    process): `load()` returns its values and the row cannot be edited. Without it (`make run`) the row is edited
+    in the admin or the REST API.
+    """
 
     enable_ipv4 = models.BooleanField(default=True)
     enable_ipv6 = models.BooleanField(default=True)
@@ -306,8 +312,19 @@ class ClusterSettings(models.Model):
 
     @classmethod
     def load(cls) -> "ClusterSettings":
+        """The switches in force: `spiderpool-conf` when this process was given one, else the row."""
         obj, _ = cls.objects.get_or_create(pk=1)
+        conf = spiderpool_conf.configured()
+        if conf is not None:
+            for name, value in conf.cluster_settings().items():
+                setattr(obj, name, value)
         return obj
+
+    @staticmethod
+    def config_path() -> str:
+        """The `conf.yml` the switches come from (`""`: the row, editable)."""
+        conf = spiderpool_conf.configured()
+        return conf.path if conf is not None else ""
 
     @classmethod
     def load_cached(cls, ttl: float = 1.0) -> "ClusterSettings":

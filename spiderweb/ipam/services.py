@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.changelog.services import object_change_record, object_snapshot
-from spiderweb.engine.errors import NotFound, PoolInUse
+from spiderweb.engine.errors import Conflict, NotFound, PoolInUse
 from spiderweb.engine.keys import LABEL_IPPOOL_CIDR, LABEL_OWNER_SUBNET, LABEL_SUBNET_CIDR
 from spiderweb.engine.ranges import cidr_label
 from spiderweb.ipam import validation
@@ -375,7 +375,11 @@ def _token_hash(token: str) -> str:
 
 
 def cluster_settings_update(*, changes: dict) -> ClusterSettings:
-    """Change the cluster switches (Spiderpool's spiderpool-conf) with a change-log record."""
+    """Change the cluster switches (Spiderpool's spiderpool-conf) with a change-log record; refused while they come
+    from the chart's ConfigMap (which every component reads, so the row would silently disagree with the agents)."""
+    if ClusterSettings.config_path():
+        raise Conflict(f"the cluster settings come from {ClusterSettings.config_path()} (the spiderpool-conf "
+                       f"ConfigMap): change them there (helm upgrade), not here")
     with transaction.atomic():
         validation.spec_lock()
         current = ClusterSettings.objects.select_for_update().get(pk=1)
