@@ -15,11 +15,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from spiderweb.engine import keys
 from spiderweb.k8s import crd, netconf, resources
 from spiderweb.k8s.crd import meta
 
-ANNO_CNICONFIG_NAME = "cni.spidernet.io/cniconfig-name"
-ANNO_RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"
+ANNO_CNICONFIG_NAME = keys.ANNO_SMC_CNICONFIG_NAME
+ANNO_RESOURCE_NAME = keys.ANNO_MULTUS_RESOURCE_NAME
 DEFAULT_CNI_VERSION = "0.3.1"
 IPAM_TYPE = "spiderpool"
 # SMC coordinator field → NAD coordinator field, in the order of spec §10.3's mapping table.

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from spiderweb.engine import keys
 from spiderweb.engine.errors import InvalidInput
 from spiderweb.k8s.crd import FINALIZER, is_terminating, meta
 
@@ -20,9 +21,9 @@ COORDINATOR_MODES = ("auto", "underlay", "overlay", "disabled", "disable")
 POD_CIDR_TYPES = ("auto", "cluster", "calico", "cilium", "none")
 CNI_TYPES = ("macvlan", "ipvlan", "vlan", "sriov", "ovs", "ib-sriov", "ipoib", "custom")
 CNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
-ANNO_CR_NAME = "multus.spidernet.io/cr-name"
-ANNO_CNI_VERSION = "multus.spidernet.io/cni-version"
-INJECT_KEYS = ("cni.spidernet.io/rdma-resource-inject", "cni.spidernet.io/network-resource-inject")
+ANNO_CR_NAME = keys.ANNO_SMC_CR_NAME
+ANNO_CNI_VERSION = keys.ANNO_SMC_CNI_VERSION
+INJECT_KEYS = (keys.ANNO_RDMA_RESOURCE_INJECT, keys.ANNO_NETWORK_RESOURCE_INJECT)
 # cniType -> the spec key of its sub-config
 SUBCONFIG = {"macvlan": "macvlan", "ipvlan": "ipvlan", "vlan": "vlan", "sriov": "sriov", "ovs": "ovs",
              "ib-sriov": "ibsriov", "ipoib": "ipoib"}

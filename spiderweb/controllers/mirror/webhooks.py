@@ -45,7 +45,8 @@ def _http_allowed() -> bool:
     return os.environ.get("SPIDERWEB_WEBHOOK_ALLOW_HTTP", "").lower() in ("1", "true", "yes", "on")
 
 
-def _parse(request: HttpRequest) -> admission.AdmissionRequest | JsonResponse:
+def review_parse(request: HttpRequest) -> admission.AdmissionRequest | JsonResponse:
+    """The AdmissionReview of a webhook call, or the answer refusing it (plain HTTP, a malformed body)."""
     if not request.is_secure() and not _http_allowed():
         return JsonResponse({"message": "admission webhooks are served over TLS only"}, status=403)
     try:
@@ -73,7 +74,7 @@ def owner_subnet_for(obj: dict) -> admission.OwnerSubnet | None:
 @require_POST
 def mutate(request: HttpRequest, kind: str) -> JsonResponse:
     """``/mutate-spiderpool-spidernet-io-v2beta1-<kind>``: defaults as a JSONPatch; terminating objects unchanged."""
-    req = _parse(request)
+    req = review_parse(request)
     if isinstance(req, JsonResponse):
         return req
     if req.operation not in (admission.CREATE, admission.UPDATE) or req.object is None:
@@ -93,7 +94,7 @@ def mutate(request: HttpRequest, kind: str) -> JsonResponse:
 def validate(request: HttpRequest, kind: str) -> JsonResponse:
     """``/validate-spiderpool-spidernet-io-v2beta1-<kind>``: allow or deny, writing pools, subnets and reservations
     to the database (except with dryRun)."""
-    req = _parse(request)
+    req = review_parse(request)
     if isinstance(req, JsonResponse):
         return req
     try:
