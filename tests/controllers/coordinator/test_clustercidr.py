@@ -56,3 +56,19 @@ def test_kcm_flags_in_args_and_command_and_bad_cidrs_are_skipped():
 def test_the_default_cni_configuration_must_be_json():
     with pytest.raises(cc.DiscoveryFailed, match="10-x.conf is not a JSON object"):
         cc.default_cni_name([("10-x.conf", "not json")])
+
+
+def test_watch_events_enqueue_the_coordinator_that_pods_use(monkeypatch):
+    """SpiderCoordinator events name themselves; ServiceCIDRs and the kube-controller-manager pod re-sync the one
+    pods use; other pods are none of this controller's business."""
+    from spiderweb.controllers.coordinator import watches
+    from spiderweb.k8s.watch import WatchEvent
+
+    sent = []
+    monkeypatch.setattr(watches, "coordinator_enqueue", sent.append)
+    watches._coordinator_event(WatchEvent("MODIFIED", {"metadata": {"name": "other"}}))
+    watches._source_event(WatchEvent("ADDED", {"metadata": {"name": "kubernetes"}}))
+    watches._pod_event(WatchEvent("MODIFIED", {"metadata": {"name": "kcm", "labels": {
+        "component": "kube-controller-manager"}}}))
+    watches._pod_event(WatchEvent("MODIFIED", {"metadata": {"name": "web", "labels": {"app": "web"}}}))
+    assert sent == ["other", "default", "default"]

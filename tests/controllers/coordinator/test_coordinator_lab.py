@@ -188,3 +188,23 @@ def test_an_admin_edit_goes_to_the_crd_which_stays_the_source_of_truth(lab, tmp_
     wait_for("the SpiderCoordinator to be gone", lambda: lab.crd.get(crd.SPIDER_COORDINATOR, "default") is None)
     assert not Coordinator.objects.filter(name="default").exists()
     assert lab.crd.get(resources.CONFIGMAP, "kubeadm-config", namespace="kube-system") is None
+
+
+def test_the_install_job_creates_the_default_coordinator_from_the_charts_values(lab, tmp_path):
+    """``helm install``: the init Job's objects (rendered from coordinator.*) go through our webhooks into the
+    database, and the controller syncs the coordinator: no one writes the portal's row."""
+    from kubernetes import client as k8s_client
+
+    from tests.helm.test_chart import HELM, _load_init_script, _one, _render
+
+    if HELM is None:
+        pytest.skip("no helm binary (tests/helm/build_helm.sh)")
+    objects = json.loads(_one(_render("coordinator.podCIDRType=none", "multus.enableMultusConfig=false"), "ConfigMap",
+                              "spiderweb-init")["data"]["objects.json"])
+    report = _load_init_script().ensure_objects(k8s_client.CustomObjectsApi(lab.api), objects, deadline=1e18)
+    assert report == ["created spidercoordinators/default"]
+    row = Coordinator.objects.get(name="default")
+    assert (row.pod_cidr_type, row.hijack_cidr, row.veth_mtu, row.phase) == ("none", ["169.254.0.0/16"], 1500,
+                                                                              "NotReady")
+    assert coordinator_reconcile("default", client=lab.crd, config=controller_config(tmp_path)) == "Synced (changed)"
+    assert Coordinator.objects.get(name="default").service_cidr == [SERVICE_CIDR]
