@@ -131,7 +131,7 @@ def _reconcile(name: str, client: KubeClient, config: CoordinatorControllerConfi
         log.info("SpiderCoordinator %s: %s %s", name, status["phase"], status["reason"] or
                  f"overlayPodCIDR={status['overlayPodCIDR']} serviceCIDR={status['serviceCIDR']}")
         if event is not None:
-            client.event(obj, reason=event, message=status["reason"], type_="Warning")
+            client.event_best_effort(obj, reason=event, message=status["reason"], type_="Warning")
     if ipam_services.coordinator_status_set(name=name, status=status) is None:
         raise Unavailable(f"SpiderCoordinator {name} is not in the portal's database yet (the mirror takes it in)")
     return f"{status['phase']} ({'changed' if changed else 'unchanged'})"
@@ -143,7 +143,7 @@ def _pod_cidr_type_change_record(obj: dict, client: KubeClient) -> None:
     kind = str((obj.get("spec") or {}).get("podCIDRType") or "")
     seen = ObservedCoordinator.objects.filter(name=m["name"]).first()
     if seen is not None and seen.uid == crd.uid_of(obj) and seen.pod_cidr_type != kind:
-        client.event(obj, reason=cc.EVENT_POD_CIDR_TYPE_CHANGED, type_="Normal",
+        client.event_best_effort(obj, reason=cc.EVENT_POD_CIDR_TYPE_CHANGED, type_="Normal",
                      message=f"Pod CIDR type changed from {seen.pod_cidr_type} to {kind}")
     if seen is None or seen.uid != crd.uid_of(obj) or seen.pod_cidr_type != kind:
         ObservedCoordinator.objects.update_or_create(name=m["name"],

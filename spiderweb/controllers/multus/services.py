@@ -47,7 +47,7 @@ def multusconfig_reconcile(namespace: str, name: str, *, client: KubeClient | No
     problems = netconf.multusconfig_problems(smc)
     if problems:  # created while the webhook was off: say so where kubectl describe shows it, do not retry
         message = "not rendered into a NetworkAttachmentDefinition: " + "; ".join(problems)
-        client.event(smc, reason=EVENT_REFUSED, message=message)
+        client.event_best_effort(smc, reason=EVENT_REFUSED, message=message)
         log.warning("SpiderMultusConfig %s/%s %s", namespace, name, message)
         return "refused"
     target = nad.nad_name(smc)
@@ -62,7 +62,7 @@ def multusconfig_reconcile(namespace: str, name: str, *, client: KubeClient | No
         if other is not None:
             message = (f"NetworkAttachmentDefinition {namespace}/{target} belongs to SpiderMultusConfig {other}; "
                        f"it is left alone")
-            client.event(smc, reason=EVENT_REFUSED, message=message)
+            client.event_best_effort(smc, reason=EVENT_REFUSED, message=message)
             log.warning("SpiderMultusConfig %s/%s: %s", namespace, name, message)
             return "refused"
         desired = nad.nad_desired(smc, existing)
