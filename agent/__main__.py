@@ -50,7 +50,8 @@ def _start(config: agent_config.AgentConfig):
     if config.tune_sysctls:
         from agent.netlink.sysctl import apply_host_sysctls
 
-        written = apply_host_sysctls(ipv4=True, ipv6=True, netns_path=config.host_netns_path)
+        written = apply_host_sysctls(ipv4=config.enable_ipv4, ipv6=config.enable_ipv6,
+                                     netns_path=config.host_netns_path)
         log.info("host sysctls set: %s", ", ".join(f"{k}={v}" for k, v in written.items()) or "none")
     if not config.standalone:
         wait_for_kubernetes(config)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from spiderweb.k8s import spiderpool_conf
+
 MODE_KUBERNETES = "kubernetes"
 MODE_STANDALONE = "standalone"
 DEFAULT_SOCKET_PATH = "/var/run/spidernet/spiderpool.sock"
@@ -70,6 +72,12 @@ class AgentConfig:
     # several agents, each for a node living in a network namespace (the netns lab, benchmarks).
     host_netns_path: str | None = None
     log_level: str = "info"
+    # From the chart's spiderpool-conf (SPIDERWEB_CONFIG_PATH), Spiderpool's defaults without one (spec §12.5).
+    config_path: str = ""
+    enable_ipv4: bool = True
+    enable_ipv6: bool = True
+    enable_statefulset: bool = True
+    enable_kubevirt_static_ip: bool = True
 
     @property
     def standalone(self) -> bool:
@@ -137,6 +145,7 @@ SPIDERWEB_NODE_TOKEN_FILE is required; SPIDERWEB_AGENT_MODE='cloud' must be kube
 SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
     """
     r = _Reader(os.environ if env is None else env)
+    conf = _spiderpool_conf(r)
     node_name = r.text("SPIDERWEB_NODE_NAME", "SPIDERPOOL_NODE_NAME")
     if not node_name:
         r.problems.append("SPIDERWEB_NODE_NAME (or SPIDERPOOL_NODE_NAME) is required")
@@ -151,7 +160,7 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
     mode = r.text("SPIDERWEB_AGENT_MODE", default=MODE_KUBERNETES).lower()
     if mode not in (MODE_KUBERNETES, MODE_STANDALONE):
         r.problems.append(f"SPIDERWEB_AGENT_MODE={mode!r} must be kubernetes or standalone")
-    socket_path = r.text("SPIDERWEB_AGENT_SOCKET", default=DEFAULT_SOCKET_PATH)
+    socket_path = r.text("SPIDERWEB_AGENT_SOCKET", default=conf.ipam_unix_socket_path)
     if not os.path.isabs(socket_path) or len(socket_path.encode()) > 107:
         r.problems.append(f"SPIDERWEB_AGENT_SOCKET={socket_path!r} must be an absolute path of at most 107 bytes")
     health_port = int(r.number("SPIDERWEB_AGENT_HEALTH_PORT", 5710, low=1, high=65535, integer=True))
@@ -177,7 +186,7 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
         # Empty disables the install, so the variable is read raw: "" is a meaningful value here.
         cni_bin_dir=(r.env.get("SPIDERWEB_CNI_BIN_DIR", DEFAULT_CNI_BIN_DIR) or "").strip(),
         release_conflict_ips=r.flag("SPIDERPOOL_ENABLED_RELEASE_CONFLICT_IPS", True),
-        cluster_network=r.text("MULTUS_CLUSTER_NETWORK"),
+        cluster_network=r.text("MULTUS_CLUSTER_NETWORK", default=conf.cluster_network),
         namespace=r.text("SPIDERWEB_NAMESPACE", "SPIDERPOOL_POD_NAMESPACE"),
         queue_size=int(r.number("SPIDERWEB_AGENT_QUEUE_SIZE", 1000, low=0, high=100_000, integer=True)),
         # Measured (make bench-cni, 64 concurrent pods on 2 cores): 8 in flight gave twice the ADD rate, a p99 of
@@ -193,9 +202,14 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
         pod_cache_seconds=r.number("SPIDERWEB_AGENT_POD_CACHE_SECONDS", 5.0, low=0, high=3600),
         object_cache_seconds=r.number("SPIDERWEB_AGENT_OBJECT_CACHE_SECONDS", 30.0, low=0, high=3600),
         shutdown_grace=r.number("SPIDERWEB_AGENT_SHUTDOWN_GRACE", 25.0, low=0, high=3600),
-        tune_sysctls=r.flag("SPIDERWEB_AGENT_TUNE_SYSCTLS", False),
+        tune_sysctls=r.flag("SPIDERWEB_AGENT_TUNE_SYSCTLS", conf.tune_sysctl_config if conf.path else False),
         host_netns_path=r.text("SPIDERWEB_AGENT_HOST_NETNS") or None,
         log_level=log_level,
+        config_path=conf.path,
+        enable_ipv4=conf.enable_ipv4,
+        enable_ipv6=conf.enable_ipv6,
+        enable_statefulset=conf.enable_statefulset,
+        enable_kubevirt_static_ip=conf.enable_kubevirt_static_ip,
     )
     if config.node_token_file and not config.node_token:
         log.warning("%s does not exist yet: the agent stays not ready until it does", config.node_token_file)
@@ -208,6 +222,19 @@ SPIDERWEB_AGENT_HEALTH_PORT='x' is not an integer
     if r.problems:
         raise ConfigError("invalid agent configuration: " + "; ".join(r.problems))
     return config
+
+
+def _spiderpool_conf(r: _Reader) -> spiderpool_conf.SpiderpoolConf:
+    """The chart's ``conf.yml`` (``SPIDERWEB_CONFIG_PATH``), or Spiderpool's defaults without one. Without a file
+    the host sysctls stay untouched unless ``SPIDERWEB_AGENT_TUNE_SYSCTLS`` asks (a developer's machine)."""
+    path = r.text(spiderpool_conf.ENV_PATH)
+    if not path:
+        return spiderpool_conf.SpiderpoolConf()
+    try:
+        return spiderpool_conf.load(path)
+    except spiderpool_conf.ConfError as exc:
+        r.problems.append(str(exc))
+        return spiderpool_conf.SpiderpoolConf()
 
 
 def _token(r: _Reader) -> tuple[str, str | None]:

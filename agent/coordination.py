@@ -84,19 +84,19 @@ class CoordinatorService:
     def delete(self, body: object) -> None:
         """``POST /v1/coordinator/del``: cluster defaults only (the pod may be gone; its annotation is irrelevant).
 
-        Without a SpiderCoordinator the conflist entry and built-in defaults are used, so a DEL never fails for
-        lack of configuration.
+        Without a SpiderCoordinator, or while its phase is ``NotReady``, the conflist entry and built-in defaults are
+        used, so a DEL never fails for lack of configuration (an ADD does: see ``add``).
         """
         call = _CoordinatorCall.parse(body, need_prev_result=False)
         try:
             defaults = self.cluster_config()
         except IPAMError as exc:
-            if exc.code != "not_found" and not isinstance(exc, Unavailable):
+            if exc.code not in ("not_found", "conflict") and not isinstance(exc, Unavailable):
                 raise
-            # No SpiderCoordinator, or the portal unreachable since this agent started: tear down with the conflist
-            # entry and the built-in defaults rather than fail (a failed DEL is never retried once Multus dropped
-            # its cache, and the IPAM DEL behind it would not run).
-            log.info("coordinator DEL without the cluster configuration (%s): using the conflist entry only",
+            # No SpiderCoordinator, one not synced, or the portal unreachable since this agent started: tear down
+            # with the conflist entry and the built-in defaults rather than fail (a pod must always be deletable; a
+            # failed DEL is never retried once Multus dropped its cache, and the IPAM DEL behind it would not run).
+            log.info("coordinator DEL without a usable cluster configuration (%s): using the conflist entry only",
                      exc.message)
             defaults = {}
         netlink_coordinator.coordinator_del(
@@ -120,7 +120,8 @@ class CoordinatorService:
         data = rf.body_object(body, "IfacerArgs")
         config = rf.obj(data, "config")
         try:
-            result = netlink_ifacer.ifacer_add(config=config)
+            # The node's namespace, as for the coordinator's host side (a lab node lives in a netns of its own).
+            result = netlink_ifacer.ifacer_add(config=config, netns_path=self.host_netns_path)
         except ValueError as exc:
             raise InvalidInput(f"invalid ifacer config: {exc}") from exc
         return {"result": result}

@@ -34,7 +34,8 @@ def facts_source_for(config: AgentConfig) -> FactsSource:
 
     reader = KubeClient(api_client(config.kubeconfig, pool_size=config.max_active), timeout=config.kube_timeout)
     return KubernetesFacts(reader, node_name=config.node_name, pod_ttl=config.pod_cache_seconds,
-                           object_ttl=config.object_cache_seconds)
+                           object_ttl=config.object_cache_seconds, keep_statefulset=config.enable_statefulset,
+                           keep_kubevirt=config.enable_kubevirt_static_ip)
 
 
 def wait_for_kubernetes(config: AgentConfig, *, attempts: int = 15, gap: float = 2.0) -> None:

@@ -111,9 +111,13 @@ class StandaloneFacts:
 class KubernetesFacts:
     """Pod facts from the API server through ``reads``, cached per node (see the module docstring)."""
 
-    def __init__(self, reads: KubeReads, *, node_name: str, pod_ttl: float = 5.0, object_ttl: float = 30.0) -> None:
+    def __init__(self, reads: KubeReads, *, node_name: str, pod_ttl: float = 5.0, object_ttl: float = 30.0,
+                 keep_statefulset: bool = True, keep_kubevirt: bool = True) -> None:
         self.reads = reads
         self.node_name = node_name
+        # spiderpool-conf's enableStatefulSet / enableKubevirtStaticIP: switched off, such pods are stateless (§5).
+        self.keep_statefulset = keep_statefulset
+        self.keep_kubevirt = keep_kubevirt
         self._facts: TTLCache[PodFacts] = TTLCache(pod_ttl)
         self._namespaces: TTLCache[dict | None] = TTLCache(object_ttl)
         self._nodes: TTLCache[dict | None] = TTLCache(object_ttl)
@@ -195,12 +199,12 @@ class KubernetesFacts:
         if target == live_uid and pods.pod_is_alive(pod):
             return ReleaseDecision(KEEP, f"pod {namespace}/{name} is still alive (sandbox re-creation)")
         owner = pods.top_controller(pod, self._parent)
-        if owner.kind == pods.KIND_STATEFULSET:
+        if owner.kind == pods.KIND_STATEFULSET and self.keep_statefulset:
             sts = self.reads.namespaced("apps/v1", pods.KIND_STATEFULSET, namespace, owner.name)
             ordinal = pods.statefulset_ordinal(name, owner.name)
             if pods.statefulset_keeps_ordinal(sts, ordinal):
                 return ReleaseDecision(KEEP, f"StatefulSet {namespace}/{owner.name} still wants ordinal {ordinal}")
-        elif pods.is_kubevirt_vmi(owner) and self._kubevirt_keeps(namespace, owner.name):
+        elif pods.is_kubevirt_vmi(owner) and self.keep_kubevirt and self._kubevirt_keeps(namespace, owner.name):
             return ReleaseDecision(KEEP, f"KubeVirt VM {namespace}/{owner.name} still exists")
         reason = "pod is terminating or finished" if target == live_uid else "an older incarnation of the pod"
         return ReleaseDecision(RELEASE, reason, pods.endpoint_name(name, owner), target, owner.kind, pod_dead=True)
@@ -214,7 +218,7 @@ class KubernetesFacts:
         """
         if not uid:
             return ReleaseDecision(SKIP, f"pod {namespace}/{name} is gone and the request has no UID; left to GC")
-        match = _STATEFULSET_POD_NAME.match(name)
+        match = _STATEFULSET_POD_NAME.match(name) if self.keep_statefulset else None
         if match:
             sts = self.reads.namespaced("apps/v1", pods.KIND_STATEFULSET, namespace, match["sts"])
             if pods.statefulset_keeps_ordinal(sts, int(match["ordinal"])):

@@ -5,7 +5,7 @@ Kept apart so that the dispatcher, the result converter and the VERSION handlers
 
 from __future__ import annotations
 
-SUPPORTED_VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 
 # CHECK appeared in spec 0.4.0, GC and STATUS in 1.1.0: a runtime that sends an older config version for

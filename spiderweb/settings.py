@@ -90,6 +90,8 @@ INSTALLED_APPS = [
     "spiderweb.controllers.mirror",
     "spiderweb.controllers.gc",
     "spiderweb.controllers.autopool",
+    "spiderweb.controllers.coordinator",
+    "spiderweb.controllers.multus",
 ]
 
 MIDDLEWARE = [
@@ -249,6 +251,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 # Spiderweb knobs.
 SPIDERWEB_NAMESPACE = os.environ.get("SPIDERWEB_NAMESPACE", "kube-system")
 SPIDERWEB_DEFAULT_TENANT = os.environ.get("SPIDERWEB_DEFAULT_TENANT", "default")
+# The SpiderCoordinator whose settings and discovered CIDRs every pod's coordinator uses (Spiderpool's variable,
+# misspelling included; spec §12.4).
+SPIDERPOOL_COORDINATOR_NAME = os.environ.get("SPIDERPOOL_COORDINATOR_DEAFULT_NAME") or "default"
 # Spiderpool caps a pool at 5000 records because they live in one CRD status; PostgreSQL has no such limit, so 0
 # (no cap) is our default. Set it to reproduce Spiderpool exactly.
 SPIDERWEB_IPPOOL_MAX_ALLOCATED_IPS = int(os.environ.get("SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS", "0"))

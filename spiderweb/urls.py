@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include(public_urlpatterns)),
     path("api/internal/v1/", include(internal_urlpatterns)),
     path("", include("spiderweb.controllers.mirror.urls")),
+    path("", include("spiderweb.controllers.multus.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

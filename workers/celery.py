@@ -5,8 +5,10 @@ import os
 from celery import Celery
 
 from spiderweb.controllers.config import kubernetes_configured
+from spiderweb.controllers.coordinator.config import coordinator_config
 from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.mirror.config import mirror_config
+from spiderweb.controllers.multus.config import multus_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
 
@@ -19,6 +21,8 @@ app.autodiscover_tasks(["workers"], related_name="tasks")
 app.autodiscover_tasks(["workers"], related_name="mirror")
 app.autodiscover_tasks(["workers"], related_name="gc")
 app.autodiscover_tasks(["workers"], related_name="autopool")
+app.autodiscover_tasks(["workers"], related_name="coordinator")
+app.autodiscover_tasks(["workers"], related_name="multus")
 app.conf.beat_schedule = {
     "verify-allocation-integrity": {
         "task": "workers.tasks.verify_allocation_integrity_task",
@@ -70,5 +74,21 @@ if kubernetes_configured():  # auto pools follow workloads; without a cluster th
             "task": "workers.autopool.applications_resync_task",
             "schedule": AUTOPOOL_RESYNC_SECONDS,
             "options": {"expires": AUTOPOOL_RESYNC_SECONDS},
+        },
+    }
+if coordinator_config().enabled:  # SpiderCoordinator status (workers/coordinator.py): a level-based resync
+    app.conf.beat_schedule |= {
+        "coordinator-resync": {
+            "task": "workers.coordinator.coordinators_resync_task",
+            "schedule": coordinator_config().resync_interval,
+            "options": {"expires": coordinator_config().resync_interval},
+        },
+    }
+if multus_config().enabled:  # SpiderMultusConfig → NAD (workers/multus.py): a level-based resync
+    app.conf.beat_schedule |= {
+        "multus-resync": {
+            "task": "workers.multus.multusconfigs_resync_task",
+            "schedule": multus_config().resync_interval,
+            "options": {"expires": multus_config().resync_interval},
         },
     }

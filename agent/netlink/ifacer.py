@@ -16,9 +16,11 @@ Re-running is idempotent: existing devices are reused (brought up if down), neve
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -433,11 +435,40 @@ def ifacer_add(*, config: dict | IfacerConfig, netns_path: str | None = None) ->
     """
     cni_version = config.get("cniVersion") if isinstance(config, dict) else None
     parsed = config if isinstance(config, IfacerConfig) else parse_ifacer_config(config)
+    step = None
     try:
         with iproute(netns_path) as ipr, ExitStack() as undo:
             for step in plan_ifacer(parsed, node_links(ipr)):
                 _execute(ipr, step, undo)
             undo.pop_all()
     except PyNetlinkError as exc:
-        raise IfacerError(f"ifacer failed: {exc}", details={"errno": exc.code}) from exc
+        raise IfacerError(f"ifacer failed to {step_text(step)}: {_errno_text(exc)}",
+                          details={"errno": exc.code}) from exc
     return {"cniVersion": cni_version} if cni_version else {}
+
+
+def step_text(step: Step | None) -> str:
+    """What a step does, for an error a person reads in the pod's events.
+
+    >>> step_text(CreateVlan(name="eth2.100", parent="eth2", vlan_id=100))
+    'create VLAN eth2.100 (id 100) on eth2'
+    """
+    if isinstance(step, CreateVlan):
+        return f"create VLAN {step.name} (id {step.vlan_id}) on {step.parent}"
+    if isinstance(step, CreateBond):
+        return f"create bond {step.name} (mode {step.mode})"
+    if isinstance(step, Enslave):
+        return f"enslave {step.slave} to {step.master}"
+    if isinstance(step, SetUp):
+        return f"set {step.name} up"
+    if isinstance(step, SetDown):
+        return f"set {step.name} down"
+    return "read the node's links"
+
+
+def _errno_text(exc: PyNetlinkError) -> str:
+    """The kernel's answer, with the likely cause of the common one: a device type the kernel was built without."""
+    text = os.strerror(exc.code) if exc.code else str(exc)
+    if exc.code == errno.EOPNOTSUPP:
+        text += " (the node's kernel lacks the 8021q or bonding module?)"
+    return text

@@ -15,9 +15,19 @@ ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
 # Namespace annotations (spec §2.2).
 ANNO_NAMESPACE_DEFAULT_POOL = {4: "ipam.spidernet.io/default-ipv4-ippool", 6: "ipam.spidernet.io/default-ipv6-ippool"}
 
+# Pod resource injection (spec §2.2, §2.3, §10.5): on pods or namespaces, and copied as labels onto SMCs.
+ANNO_RDMA_RESOURCE_INJECT = "cni.spidernet.io/rdma-resource-inject"
+ANNO_NETWORK_RESOURCE_INJECT = "cni.spidernet.io/network-resource-inject"
+
+# SpiderMultusConfig annotations (spec §2.3).
+ANNO_SMC_CR_NAME = "multus.spidernet.io/cr-name"
+ANNO_SMC_CNI_VERSION = "multus.spidernet.io/cni-version"
+ANNO_SMC_CNICONFIG_NAME = "cni.spidernet.io/cniconfig-name"
+
 # Multus (spec §2.1).
 ANNO_MULTUS_DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
 ANNO_MULTUS_NETWORKS = "k8s.v1.cni.cncf.io/networks"
+ANNO_MULTUS_RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"  # on a NAD: the device-plugin resource it needs
 
 # System labels (spec §2.4).
 LABEL_IPPOOL_CIDR = "ipam.spidernet.io/ippool-cidr"

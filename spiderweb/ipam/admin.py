@@ -162,7 +162,7 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
                 except IPAMError as exc:
                     self.add_error(None, exc.message)
                 else:
-                    if not cleaned.get("ip_version"):
+                    if "ip_version" in normalised and not cleaned.get("ip_version"):
                         cleaned["ip_version"] = normalised["ip_version"]
                 return cleaned
 
@@ -173,7 +173,8 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         spec = {name: cleaned[name] for name in self.spec_fields if name in cleaned}
         if instance is not None:
             spec = {name: getattr(instance, name) for name in self.spec_fields} | spec
-        spec["ip_version"] = spec.get("ip_version") or None
+        if "ip_version" in self.spec_fields:
+            spec["ip_version"] = spec.get("ip_version") or None
         return type(self).clean_spec(spec, instance=instance)
 
     def spec_from(self, obj):
@@ -471,16 +472,41 @@ class ClusterSettingsAdmin(admin.ModelAdmin):
                     "updated_at")
 
     def has_add_permission(self, request):
-        return not ClusterSettings.objects.exists()
+        return not ClusterSettings.objects.exists() and not ClusterSettings.config_path()
+
+    def has_change_permission(self, request, obj=None):
+        """Read-only while the switches come from the spiderpool-conf ConfigMap (change it with helm instead)."""
+        return not ClusterSettings.config_path() and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_object(self, request, object_id, from_field=None):
+        """The switches in force (the ConfigMap's when there is one), not merely the stored row."""
+        return ClusterSettings.load() if super().get_object(request, object_id, from_field) else None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if ClusterSettings.config_path():
+            messages.info(request, f"Set by {ClusterSettings.config_path()} (the spiderpool-conf ConfigMap): change "
+                                   f"the chart's values and upgrade, every component reads them at start-up.")
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
 
 @admin.register(Coordinator)
-class CoordinatorAdmin(admin.ModelAdmin):
-    list_display = ("name", "mode", "pod_cidr_type", "tune_pod_routes", "host_rule_table", "phase")
-    exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
+class CoordinatorAdmin(ServiceBackedAdmin):
+    """The SpiderCoordinator's mirror: spec edits are validated like the webhook and pushed to the CRD (the source of
+    truth); the status is the coordinator controller's and read-only here."""
+
+    list_display = ("name", "mode", "pod_cidr_type", "tune_pod_routes", "host_rule_table", "phase", "reason")
+    exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating", "generation")
+    readonly_fields = ("phase", "reason", "overlay_pod_cidr", "service_cidr")
+    spec_fields = tuple(services.COORDINATOR_FIELDS)
+    list_fields = ("hijack_cidr",)
+    instance_kwarg = "coordinator"
+    create_service = staticmethod(services.coordinator_create)
+    update_service = staticmethod(services.coordinator_update)
+    delete_service = staticmethod(services.coordinator_delete)
+    clean_spec = staticmethod(validation.coordinator_clean)
 
 
 @admin.register(NodeCredential)

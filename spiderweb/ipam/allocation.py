@@ -848,6 +848,17 @@ def _endpoint_delete_if_empty(endpoint: Endpoint) -> None:
         )
 
 
+def endpoints_without_addresses_delete() -> int:
+    """Spec §6 ``enableCleanOutdatedEndpoint``: drop every endpoint that holds no address any more (one statement,
+    so an endpoint that gets an allocation meanwhile is kept). Returns how many went."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ipam_endpoint e WHERE NOT EXISTS "
+                       "(SELECT 1 FROM ipam_allocation a WHERE a.endpoint_id = e.id)")
+        return cursor.rowcount
+
+
 def endpoint_get(*, namespace: str, name: str) -> Endpoint:
     endpoint = Endpoint.objects.filter(namespace=namespace, name=name).first()
     if endpoint is None:

@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from spiderweb.engine.ranges import RangeSet, parse_cidr
+from spiderweb.k8s import spiderpool_conf
 from spiderweb.tenancy.models import Tenant
 
 k8s_name = RegexValidator(
@@ -281,7 +282,12 @@ _settings_cache: dict = {}
 
 
 class ClusterSettings(models.Model):
-    """Spiderpool's `spiderpool-conf` ConfigMap: cluster-wide switches. A single row (pk=1)."""
+    """Spiderpool's `spiderpool-conf` ConfigMap: cluster-wide switches. A single row (pk=1).
+
+    In a cluster the chart's ConfigMap is the source (`SPIDERWEB_CONFIG_PATH`, read once at start-up by every
+    process): `load()` returns its values and the row cannot be edited. Without it (`make run`) the row is edited
+    in the admin or the REST API.
+    """
 
     enable_ipv4 = models.BooleanField(default=True)
     enable_ipv6 = models.BooleanField(default=True)
@@ -306,8 +312,19 @@ class ClusterSettings(models.Model):
 
     @classmethod
     def load(cls) -> "ClusterSettings":
+        """The switches in force: `spiderpool-conf` when this process was given one, else the row."""
         obj, _ = cls.objects.get_or_create(pk=1)
+        conf = spiderpool_conf.configured()
+        if conf is not None:
+            for name, value in conf.cluster_settings().items():
+                setattr(obj, name, value)
         return obj
+
+    @staticmethod
+    def config_path() -> str:
+        """The `conf.yml` the switches come from (`""`: the row, editable)."""
+        conf = spiderpool_conf.configured()
+        return conf.path if conf is not None else ""
 
     @classmethod
     def load_cached(cls, ttl: float = 1.0) -> "ClusterSettings":
@@ -333,13 +350,24 @@ class ClusterSettings(models.Model):
 
 
 class Coordinator(MirroredModel):
-    """SpiderCoordinator: cluster-wide coordinator defaults and the discovered pod/service CIDRs."""
+    """SpiderCoordinator: cluster-wide coordinator defaults and the discovered pod/service CIDRs.
+
+    A mirror of the CRD, which is the source of truth: the spec arrives through the admission webhook and the
+    mirror (edits in the admin are pushed back to the CRD), the status (``phase`` and the two CIDR lists) is
+    written by the coordinator controller, which discovers it from the cluster (spec §8.7). Until the controller
+    has synced it the phase is ``NotReady`` and the agents refuse coordinator work, as Spiderpool's do.
+    """
 
     class Mode(models.TextChoices):
         AUTO = "auto"
         UNDERLAY = "underlay"
         OVERLAY = "overlay"
         DISABLED = "disabled"
+        DISABLE = "disable", "disable (the plugin's spelling, spec A6)"
+
+    class Phase(models.TextChoices):
+        SYNCED = "Synced"
+        NOT_READY = "NotReady"
 
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.AUTO)
     pod_cidr_type = models.CharField(max_length=10, default="auto")
@@ -355,8 +383,8 @@ class Coordinator(MirroredModel):
     veth_mtu = models.PositiveIntegerField(default=1500, validators=[MinValueValidator(1)])
     overlay_pod_cidr = models.JSONField(default=list, blank=True)
     service_cidr = models.JSONField(default=list, blank=True)
-    phase = models.CharField(max_length=10, default="Synced")
-    reason = models.CharField(max_length=200, blank=True)
+    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.NOT_READY)
+    reason = models.CharField(max_length=1024, blank=True, default="not synced by the coordinator controller yet")
 
     class Meta:
         ordering = ["name"]

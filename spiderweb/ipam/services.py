@@ -11,10 +11,11 @@ import hashlib
 import secrets
 
 from django.db import transaction
+from django.utils import timezone
 
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.changelog.services import object_change_record, object_snapshot
-from spiderweb.engine.errors import NotFound, PoolInUse
+from spiderweb.engine.errors import Conflict, NotFound, PoolInUse
 from spiderweb.engine.keys import LABEL_IPPOOL_CIDR, LABEL_OWNER_SUBNET, LABEL_SUBNET_CIDR
 from spiderweb.engine.ranges import cidr_label
 from spiderweb.ipam import validation
@@ -27,6 +28,8 @@ POOL_FIELDS = (
 ).split()
 SUBNET_FIELDS = "ip_version subnet ips exclude_ips gateway routes".split()
 RESERVED_FIELDS = ("ip_version", "ips")
+COORDINATOR_FIELDS = tuple(validation.COORDINATOR_WIRE)
+COORDINATOR_STATUS_FIELDS = ("phase", "reason", "overlay_pod_cidr", "service_cidr")
 CIDR_LABEL, SUBNET_CIDR_LABEL, OWNER_SUBNET_LABEL = LABEL_IPPOOL_CIDR, LABEL_SUBNET_CIDR, LABEL_OWNER_SUBNET
 
 
@@ -251,6 +254,78 @@ def _reset_family_scans(version: int) -> None:
     IPPool.objects.filter(ip_version=version).update(scan_from="", fresh_exhausted=False)
 
 
+# ------------------------------------------------------------------------------------------------ coordinators
+
+
+def coordinator_create(*, tenant: Tenant, name: str, spec: dict, labels: dict | None = None) -> Coordinator:
+    """Create the mirror of a SpiderCoordinator (the webhook's defaults and rules, spec §1.7); its status starts
+    ``NotReady`` until the coordinator controller has discovered the cluster's CIDRs."""
+    with transaction.atomic():
+        validation.spec_lock()
+        if Coordinator.objects.filter(name=name).exists():
+            raise validation.SpecInvalid({"name": [f"SpiderCoordinator {name} already exists."]})
+        clean = validation.coordinator_clean(spec)
+        coordinator = Coordinator(name=name, tenant=tenant, labels=dict(labels or {}))
+        _apply(coordinator, clean, COORDINATOR_FIELDS)
+        coordinator.full_clean()
+        coordinator.save()
+        object_change_record(instance=coordinator, action=ObjectChange.Action.CREATE, before=None)
+    return coordinator
+
+
+def coordinator_update(*, coordinator: Coordinator, spec: dict, labels: dict | None = None) -> Coordinator:
+    """Change a coordinator's spec (the same rules as create); a spec change bumps the generation, so the mirror
+    pushes it to the CRD."""
+    with transaction.atomic():
+        validation.spec_lock()
+        coordinator = Coordinator.objects.select_for_update().get(pk=coordinator.pk)
+        if coordinator.terminating:
+            raise validation.SpecInvalid({"name": ["cannot update a terminating SpiderCoordinator"]})
+        before = object_snapshot(coordinator)
+        merged = {name: getattr(coordinator, name) for name in COORDINATOR_FIELDS} | spec
+        clean = validation.coordinator_clean(merged, instance=coordinator)
+        if _apply(coordinator, clean, COORDINATOR_FIELDS):
+            coordinator.generation += 1
+        if labels is not None:
+            coordinator.labels = dict(labels)
+        coordinator.full_clean()
+        coordinator.save()
+        object_change_record(instance=coordinator, action=ObjectChange.Action.UPDATE, before=before)
+    return coordinator
+
+
+def coordinator_delete(*, coordinator: Coordinator) -> None:
+    """Delete a coordinator's mirror (nothing holds it: pods read it only while they start)."""
+    with transaction.atomic():
+        object_change_record(instance=coordinator, action=ObjectChange.Action.DELETE,
+                             before=object_snapshot(coordinator))
+        coordinator.delete()
+
+
+def coordinator_status_set(*, name: str, status: dict) -> Coordinator | None:
+    """Store the status the coordinator controller discovered (``phase``, ``reason``, ``overlayPodCIDR``,
+    ``serviceCIDR`` as in the CRD). Only a change is written, with a change-log record; ``None`` when no
+    coordinator of that name is mirrored (yet)."""
+    values = {"phase": status.get("phase") or Coordinator.Phase.NOT_READY, "reason": status.get("reason") or "",
+              "overlay_pod_cidr": list(status.get("overlayPodCIDR") or []),
+              "service_cidr": list(status.get("serviceCIDR") or [])}
+    with transaction.atomic():
+        coordinator = Coordinator.objects.select_for_update().filter(name=name).first()
+        if coordinator is None:
+            return None
+        if all(getattr(coordinator, field) == value for field, value in values.items()):
+            return coordinator
+        before = object_snapshot(coordinator)
+        for field, value in values.items():
+            setattr(coordinator, field, value)
+        coordinator.full_clean()
+        # A queryset update: the status is not the mirror's to push back (no post_save echo to the CRD).
+        Coordinator.objects.filter(pk=coordinator.pk).update(**values, updated_at=timezone.now())
+        object_change_record(instance=coordinator, action=ObjectChange.Action.UPDATE, before=before,
+                             message=f"status {values['phase']}")
+    return coordinator
+
+
 # ----------------------------------------------------------------------------------------------------- tenants
 
 
@@ -324,7 +399,11 @@ def _token_hash(token: str) -> str:
 
 
 def cluster_settings_update(*, changes: dict) -> ClusterSettings:
-    """Change the cluster switches (Spiderpool's spiderpool-conf) with a change-log record."""
+    """Change the cluster switches (Spiderpool's spiderpool-conf) with a change-log record; refused while they come
+    from the chart's ConfigMap (which every component reads, so the row would silently disagree with the agents)."""
+    if ClusterSettings.config_path():
+        raise Conflict(f"the cluster settings come from {ClusterSettings.config_path()} (the spiderpool-conf "
+                       f"ConfigMap): change them there (helm upgrade), not here")
     with transaction.atomic():
         validation.spec_lock()
         current = ClusterSettings.objects.select_for_update().get(pk=1)

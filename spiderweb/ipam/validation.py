@@ -21,6 +21,7 @@ from spiderweb.engine.selector import (
     validate_labels,
 )
 from spiderweb.ipam.models import Allocation, ClusterSettings, IPPool, ReservedIP, Subnet
+from spiderweb.k8s import netconf
 
 # Model field → Spiderpool/CRD field name, for messages and for the REST API's camelCase fields.
 WIRE_NAMES = {
@@ -41,6 +42,25 @@ WIRE_NAMES = {
     "name": "name",
     "tenant": "tenant",
 }
+# SpiderCoordinator spec: model field → CRD field (spec §1.7), in the CRD's order.
+COORDINATOR_WIRE = {
+    "mode": "mode",
+    "pod_cidr_type": "podCIDRType",
+    "hijack_cidr": "hijackCIDR",
+    "policy_routes": "policyRoutes",
+    "pod_mac_prefix": "podMACPrefix",
+    "tune_pod_routes": "tunePodRoutes",
+    "pod_default_route_nic": "podDefaultRouteNIC",
+    "host_rule_table": "hostRuleTable",
+    "pod_rp_filter": "podRPFilter",
+    "tx_queue_len": "txQueueLen",
+    "veth_link_address": "vethLinkAddress",
+    "veth_mtu": "vethMTU",
+}
+WIRE_NAMES.update(COORDINATOR_WIRE)
+_COORDINATOR_FIELD = {wire: field for field, wire in COORDINATOR_WIRE.items()}
+_COORDINATOR_EMPTY = {"hijack_cidr": [], "policy_routes": [], "pod_mac_prefix": "", "pod_default_route_nic": "",
+                      "veth_link_address": ""}
 
 
 class SpecInvalid(InvalidInput):
@@ -381,3 +401,30 @@ def reserved_ranges(version: int) -> RangeSet:
 
 def pools_of_family(version: int) -> QuerySet[IPPool]:
     return IPPool.objects.filter(ip_version=version)
+
+
+def coordinator_clean(spec: dict, *, instance=None) -> dict:
+    """Validate and normalise a SpiderCoordinator spec (keyed by model field) with the webhook's own rules.
+
+    The mutating webhook's defaults fill what is missing (``mode: auto``, ``hostRuleTable: 500``, ...), bare IPs in
+    ``hijackCIDR``/``policyRoutes`` become /32 or /128, and every broken rule of spec §1.7 is reported on its field.
+    The admin, the mirror and the webhook therefore accept exactly the same coordinators.
+
+    >>> clean = coordinator_clean({"pod_cidr_type": "cluster", "hijack_cidr": ["169.254.25.10"]})
+    >>> clean["mode"], clean["host_rule_table"], clean["hijack_cidr"], clean["pod_mac_prefix"]
+    ('auto', 500, ['169.254.25.10/32'], '')
+    """
+    wire = {COORDINATOR_WIRE[name]: value for name, value in spec.items()
+            if name in COORDINATOR_WIRE and value is not None}
+    try:
+        wire = netconf.coordinator_mutate({"metadata": {}, "spec": wire})["spec"]
+    except InvalidInput as exc:
+        raise SpecInvalid({"pod_cidr_type": [exc.message]}) from None
+    errors = _Errors()
+    for problem in netconf.coordinator_problems(wire):
+        path, _, message = problem.partition(": ")
+        where = path.removeprefix("spec.")
+        top = where.split(".")[0].split("[")[0]
+        errors.add(_COORDINATOR_FIELD.get(top, top), message if where == top else f"{where}: {message}")
+    errors.raise_if_any()
+    return {field: wire.get(name, _COORDINATOR_EMPTY.get(field)) for field, name in COORDINATOR_WIRE.items()}

@@ -260,6 +260,16 @@ class KubeClient:
 
     # -- events ----------------------------------------------------------------------------------------------
 
+    def event_best_effort(self, obj: dict, *, reason: str, message: str, type_: str = "Warning") -> bool:
+        """:meth:`event`, but an Event that cannot be written is logged, never fatal: the controller's own write
+        (a status, a NAD) already happened and must not be retried for the sake of its announcement."""
+        try:
+            self.event(obj, reason=reason, message=message, type_=type_)
+            return True
+        except (KubeError, KubeUnavailable) as exc:
+            log.warning("could not record the %s event on %s: %s", reason, meta(obj).get("name"), exc)
+            return False
+
     def event(self, obj: dict, *, reason: str, message: str, type_: str = "Warning") -> None:
         """Record an Event about ``obj`` (``kubectl describe`` shows it). Events of cluster objects go to default."""
         m = meta(obj)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from spiderweb.engine import keys
 from spiderweb.engine.errors import InvalidInput
 from spiderweb.k8s.crd import FINALIZER, is_terminating, meta
 
@@ -20,9 +21,9 @@ COORDINATOR_MODES = ("auto", "underlay", "overlay", "disabled", "disable")
 POD_CIDR_TYPES = ("auto", "cluster", "calico", "cilium", "none")
 CNI_TYPES = ("macvlan", "ipvlan", "vlan", "sriov", "ovs", "ib-sriov", "ipoib", "custom")
 CNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
-ANNO_CR_NAME = "multus.spidernet.io/cr-name"
-ANNO_CNI_VERSION = "multus.spidernet.io/cni-version"
-INJECT_KEYS = ("cni.spidernet.io/rdma-resource-inject", "cni.spidernet.io/network-resource-inject")
+ANNO_CR_NAME = keys.ANNO_SMC_CR_NAME
+ANNO_CNI_VERSION = keys.ANNO_SMC_CNI_VERSION
+INJECT_KEYS = (keys.ANNO_RDMA_RESOURCE_INJECT, keys.ANNO_NETWORK_RESOURCE_INJECT)
 # cniType -> the spec key of its sub-config
 SUBCONFIG = {"macvlan": "macvlan", "ipvlan": "ipvlan", "vlan": "vlan", "sriov": "sriov", "ovs": "ovs",
              "ib-sriov": "ibsriov", "ipoib": "ipoib"}
@@ -110,6 +111,12 @@ def coordinator_problems(spec: Mapping, *, prefix: str = "spec", pod_cidr_requir
             problems.append(f"{prefix}.podMACPrefix: use two hex bytes such as 0a:1b, got {mac!r}")
         elif int(str(mac)[:2], 16) & 1:
             problems.append(f"{prefix}.podMACPrefix: the first byte must be even (a unicast MAC), got {mac}")
+    table = spec.get("hostRuleTable")
+    if table is not None and not (isinstance(table, int) and not isinstance(table, bool) and 1 <= table < 2**31):
+        problems.append(f"{prefix}.hostRuleTable: must be a routing table number from 1 to 2147483647, got {table!r}")
+    tune = spec.get("tunePodRoutes")
+    if tune is not None and not isinstance(tune, bool):
+        problems.append(f"{prefix}.tunePodRoutes: must be true or false, got {tune!r}")
     rp_filter = spec.get("podRPFilter")
     if rp_filter is not None and not (isinstance(rp_filter, int) and rp_filter <= 2):
         problems.append(f"{prefix}.podRPFilter: must be 0, 1, 2 or negative (leave unchanged), got {rp_filter!r}")

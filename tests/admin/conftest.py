@@ -7,7 +7,6 @@ from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 
 from spiderweb.ipam import services
-from spiderweb.ipam.models import Coordinator
 from tests.ipam import factories as f
 
 
@@ -41,7 +40,7 @@ def world(superuser):
     f.release(gone, reason="cni-del", dead_sandbox_id="sandbox-web-0")
     f.allocate(annotated("pool-1", "web-1"))
     reserved = services.reservedip_create(tenant=tenant, name="reserved-1", spec={"ips": ["10.1.0.200"]})
-    Coordinator.objects.create(name="default", tenant=tenant)
+    f.coordinator(f.coordinator_document(), owner=tenant)
     services.node_credential_issue(node_name="node-1")
     Group.objects.create(name="operators")
     Token.objects.create(user=superuser)

@@ -239,10 +239,10 @@ def test_issuing_a_node_credential_shows_a_working_token_once(admin_web):
 
 
 def test_deleting_a_tenant_held_by_a_coordinator_shows_the_error(admin_web):
-    from spiderweb.ipam.models import Coordinator
+    from tests.ipam import factories
 
     tenant = services.tenant_create(name="t-coord")
-    Coordinator.objects.create(name="default", tenant=tenant)
+    factories.coordinator(factories.coordinator_document(), owner=tenant)
     response = admin_web.post(reverse("admin:tenancy_tenant_delete", args=[tenant.pk]), {"post": "yes"}, follow=True)
     assert "t-coord was not deleted: tenant t-coord still owns coordinator default" in messages_of(response)
     assert Tenant.objects.filter(pk=tenant.pk).exists()

@@ -227,10 +227,10 @@ def test_batch_release_of_conflicting_ips_can_be_switched_off(start_agent):
 
 
 def test_coordinator_config_applies_the_default_route_nic_annotation(start_agent, portal):
-    from spiderweb.ipam.models import Coordinator
+    from tests.ipam import factories
 
-    Coordinator.objects.create(name="default", tenant=portal["tenant"], mode="underlay",
-                               service_cidr=["10.233.0.0/18"], pod_default_route_nic="eth0")
+    factories.coordinator(factories.coordinator_document(mode="underlay", service_cidr=["10.233.0.0/18"],
+                                                         podDefaultRouteNIC="eth0"), owner=portal["tenant"])
     facts = FixedFacts(NODE, annotations={"web-0": {"ipam.spidernet.io/default-route-nic": "net1"}})
     client = client_for(start_agent(facts=facts))
 
@@ -240,6 +240,26 @@ def test_coordinator_config_applies_the_default_route_nic_annotation(start_agent
 
     assert plain["mode"] == "underlay" and plain["serviceCIDR"] == ["10.233.0.0/18"]
     assert (plain["podDefaultRouteNIC"], for_pod["podDefaultRouteNIC"]) == ("eth0", "net1")
+
+
+def test_a_not_ready_coordinator_refuses_coordinator_config_and_add_but_not_del(start_agent, portal):
+    """Given the controller could not discover the cluster's CIDRs (phase NotReady), when a pod's coordinator asks,
+    then the agent refuses with the reason (as Spiderpool's agent does), and a DEL still goes through."""
+    from tests.ipam import factories
+
+    document = factories.coordinator_document(status_phase="NotReady", service_cidr=())
+    document["status"]["reason"] = "cannot tell the pod CIDRs: no kube-system/kubeadm-config ConfigMap"
+    factories.coordinator(document, owner=portal["tenant"])
+    client = client_for(start_agent(facts=FixedFacts(NODE)))
+
+    refused = call_error(client, "GET", "/v1/coordinator/config")
+    assert (refused.status, refused.code) == (409, "conflict")
+    assert refused.message == ("SpiderCoordinator default is NotReady: cannot tell the pod CIDRs: no "
+                               "kube-system/kubeadm-config ConfigMap")
+    call = {"containerID": "c1", "netNamespace": "/var/run/netns/none", "ifName": "eth0", "podNamespace": "team-a",
+            "podName": "web-0", "podUID": "u1", "cniVersion": "1.0.0", "config": {"type": "coordinator"}}
+    assert call_error(client, "POST", "/v1/coordinator/add", {**call, "prevResult": {}}).message == refused.message
+    assert client.call("POST", "/v1/coordinator/del", call) == {}  # the netns is gone: nothing to clean, success
 
 
 def test_a_full_queue_answers_503_queue_is_full(start_agent):

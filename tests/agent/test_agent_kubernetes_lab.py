@@ -144,3 +144,42 @@ def test_an_agent_without_rbac_rights_says_so(kube, lab, start_agent):
         client.call("POST", "/v1/ipam/ip", pod_args("web-x", defaultIPv4IPPool=["v4-pool"]))
     assert caught.value.status == 500
     assert "Kubernetes API refused GET /api/v1/namespaces/team-a/pods/web-x: HTTP 403" in caught.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_enable_statefulset_off_in_spiderpool_conf_a_del_releases_a_wanted_ordinal(kube, lab, start_agent,
+                                                                                        portal, tmp_path, monkeypatch):
+    """spiderpool-conf ``enableStatefulSet: false``, read by the portal and the agent: a StatefulSet pod is stateless,
+    so the DEL of a pod whose ordinal is still wanted releases its address (the previous test shows it kept)."""
+
+    from agent.config import load
+    from spiderweb.ipam import services
+    from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings
+    from spiderweb.k8s.spiderpool_conf import ENV_PATH, configured
+
+    (tmp_path / "conf.yml").write_text("enableStatefulSet: false\n")
+    monkeypatch.setenv(ENV_PATH, str(tmp_path / "conf.yml"))  # the portal (this process) reads the same file
+    configured.cache_clear()
+    ClusterSettings.invalidate_cache()
+    try:
+        from_conf = load({"SPIDERWEB_NODE_NAME": NODE, "SPIDERWEB_PORTAL_URL": portal["url"],
+                          "SPIDERWEB_NODE_TOKEN": portal["token"], ENV_PATH: str(tmp_path / "conf.yml")})
+        assert from_conf.enable_statefulset is False
+        services.ippool_create(tenant=portal["tenant"], name="team-a-pool", spec={
+            "subnet": "10.30.0.0/24", "ips": ["10.30.0.10-10.30.0.20"]})
+        agent = start_agent(mode="kubernetes", kubeconfig=str(lab.kubeconfig),
+                            enable_statefulset=from_conf.enable_statefulset)
+        client = client_for(agent)
+        core, _ = kube
+        db0 = wait_pod(core, "app=db", "db-0")
+        args = pod_args("db-0", uid=db0.metadata.uid, defaultIPv4IPPool=["team-a-pool"])
+        client.call("POST", "/v1/ipam/ip", args)
+        core.delete_namespaced_pod("db-0", "team-a", grace_period_seconds=0)  # the controller re-creates db-0
+        wait_pod(core, "app=db", "db-0", not_uid=db0.metadata.uid)
+        client.call("DELETE", "/v1/ipam/ip", args)
+        assert not Allocation.objects.filter(pod_uid=db0.metadata.uid).exists()
+        assert AddressHistory.objects.filter(pod_uid=db0.metadata.uid).exists()
+    finally:
+        monkeypatch.delenv(ENV_PATH)
+        configured.cache_clear()
+        ClusterSettings.invalidate_cache()

@@ -66,7 +66,7 @@ def check_answer(method: str, path: str, status: int, body: object) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_real_answers_validate_against_the_document(start_agent, portal):
-    from spiderweb.ipam.models import Coordinator
+    from tests.ipam import factories
 
     seen: list[tuple[str, str, int, object]] = []
 
@@ -107,7 +107,7 @@ def test_real_answers_validate_against_the_document(start_agent, portal):
     call("GET", "/v1/workloadendpoint?podNamespace=team-a&podName=nobody")
     call("GET", "/v1/workloadendpoint")
     call("GET", "/v1/coordinator/config")
-    Coordinator.objects.create(name="default", tenant=portal["tenant"], service_cidr=["10.233.0.0/18"])
+    factories.coordinator(factories.coordinator_document(service_cidr=["10.233.0.0/18"]), owner=portal["tenant"])
     call("GET", "/v1/coordinator/config", {"podNamespace": "team-a", "podName": "web-0"})
     call("POST", "/v1/coordinator/add", coordinator)
     call("POST", "/v1/coordinator/add", {**coordinator, "config": {"type": "coordinator", "mode": "sideways"}})

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from spiderweb.engine.errors import PoolInUse
 from spiderweb.ipam import services
-from spiderweb.ipam.models import Allocation, Coordinator
+from spiderweb.ipam.models import Allocation
 from tests.ipam import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ def _node_client(node="node-1") -> APIClient:
 
 
 def test_tenant_delete_refuses_a_tenant_owning_a_coordinator(tenant_a):
-    Coordinator.objects.create(name="default", tenant=tenant_a)
+    f.coordinator(f.coordinator_document(), owner=tenant_a)
     with pytest.raises(PoolInUse, match="default"):
         services.tenant_delete(tenant=tenant_a)
 

@@ -4,9 +4,10 @@ import pytest
 from django.urls import reverse
 
 from spiderweb.ipam import services
-from spiderweb.ipam.models import Coordinator, IPPool, ReservedIP, Subnet
+from spiderweb.ipam.models import IPPool, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
 from tests.api.base import ResourceTests, TenantOwnedResourceTests
+from tests.ipam import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +53,7 @@ class TestTenantAPI(ResourceTests):
         assert Tenant.objects.filter(pk=tenant_a.pk).exists()
 
     def test_deleting_a_tenant_that_owns_a_coordinator_is_a_409_not_a_500(self, api, staff, tenant_a):
-        Coordinator.objects.create(name="default", tenant=tenant_a)
+        factories.coordinator(factories.coordinator_document(), owner=tenant_a)
         response = api(staff).delete(self.detail_url(tenant_a))
         assert response.status_code == 409
         assert "default" in response.json()["message"]

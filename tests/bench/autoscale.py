@@ -44,9 +44,9 @@ from tests.e2e import conftest as e2e_lab
 # The e2e lab's fixtures, as they are; names in the test module win over every conftest's and plugin's.
 django_db_setup, _db_open, e2e_host, workdir, lab, lab_env = (
     e2e_lab.django_db_setup, e2e_lab._db_open, e2e_lab.e2e_host, e2e_lab.workdir, e2e_lab.lab, e2e_lab.lab_env)
-portal, mirror, agent_kubeconfig, topology, cni_bin, cluster_rows, agents, kubelet, e2e = (
+portal, mirror, agent_kubeconfig, topology, cni_bin, cluster_rows, spider_coordinator, agents, kubelet, e2e = (
     e2e_lab.portal, e2e_lab.mirror, e2e_lab.agent_kubeconfig, e2e_lab.topology, e2e_lab.cni_bin, e2e_lab.cluster_rows,
-    e2e_lab.agents, e2e_lab.kubelet, e2e_lab.e2e)
+    e2e_lab.spider_coordinator, e2e_lab.agents, e2e_lab.kubelet, e2e_lab.e2e)
 
 PODS = int(os.environ.get("BENCH_PODS", "100"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "900"))

@@ -66,8 +66,9 @@ def _startup_seconds(plugin: str) -> float:
 def main() -> None:
     setup_django_on_bench_db()
     from spiderweb.ipam import services
-    from spiderweb.ipam.models import Allocation, Coordinator
+    from spiderweb.ipam.models import Allocation
     from spiderweb.tenancy.models import Tenant
+    from tests.ipam import factories
     from tests.netlab.conftest import AgentProcess, conflist, main_plugin_dir
     from tests.netlab.runtime import Runtime, pod_args
     from tests.netlab.topology import Topology, sh
@@ -75,8 +76,7 @@ def main() -> None:
     tenant = Tenant.objects.create(name="bench")
     services.ippool_create(tenant=tenant, name="bench-v4", spec={
         "subnet": "10.77.0.0/16", "ips": ["10.77.16.1-10.77.63.254"], "gateway": "10.77.0.1"})
-    Coordinator.objects.create(name="default", tenant=tenant, pod_cidr_type="none", service_cidr=["10.96.0.0/12"],
-                               phase="Synced")
+    factories.coordinator(factories.coordinator_document(hijackCIDR=[], service_cidr=["10.96.0.0/12"]), owner=tenant)
     workdir = Path(tempfile.mkdtemp(prefix="swbench-", dir="/tmp"))
     topology = Topology().build()
     portal, url = _portal(workdir)

@@ -304,6 +304,7 @@ class ChaosLab:
             crds_apply,
             kubelet_start,
             lab_env,
+            spider_coordinator_apply,
             watcher_process,
             worker_process,
         )
@@ -348,6 +349,7 @@ class ChaosLab:
         self.topology = Topology().build(node_names=NODES)
         self._cleanups.append(self.topology.teardown)
         tokens = cluster_rows_create(NODES)
+        spider_coordinator_apply(self.plane, self.api)
         cni_bin = cni_bin_dirs(self.workdir, bin_dir)
         for name, node in self.topology.nodes.items():
             self._add(AgentProcess(node, portal=portal, token=tokens[name], kubeconfig=kubeconfig,

@@ -29,8 +29,8 @@ if str(REPO_ROOT) not in sys.path:
     # The executables' package must be importable for the in-process unit tests whatever pytest's rootdir.
     sys.path.insert(0, str(REPO_ROOT))
 
-VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
-LEGACY_VERSIONS = ("0.3.1", "0.4.0")
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LEGACY_VERSIONS = ("0.3.0", "0.3.1", "0.4.0")
 POD_ARGS = (
     "IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_UID=1f0c4a8e-2b7d-4c55-9a8e-0d5b7c1e2f3a;"
     "K8S_POD_INFRA_CONTAINER_ID=4e9f0c1d2b3a"

@@ -72,7 +72,7 @@ def test_missing_command_also_says_what_the_plugin_is_on_stderr(run_cni):
     run = run_cni("spiderpool", "ADD", unset=("CNI_COMMAND",))
 
     assert run.error()["code"] == 4
-    assert "CNI protocol versions supported: 0.3.1, 0.4.0, 1.0.0, 1.1.0" in run.stderr
+    assert "CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0" in run.stderr
 
 
 @pytest.mark.parametrize("command", ["FOO", "add", "Del"])

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 PREV_1X = {
     "interfaces": [{"name": "eth0", "mac": "02:42:0a:06:00:15", "sandbox": "/var/run/netns/cni-1"}],
     "ips": [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 PLUGINS = ("spiderpool", "coordinator", "ifacer")
 FLOORS = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
@@ -61,7 +61,7 @@ def test_every_command_every_version(plugin, command, version, agent, run_cni, c
     elif command == "ADD":
         assert output["cniVersion"] == version
         for entry in output.get("ips", []):
-            if version in ("0.3.1", "0.4.0"):
+            if version in ("0.3.0", "0.3.1", "0.4.0"):
                 assert entry["version"] == ("6" if ":" in entry["address"] else "4")
             else:
                 assert "version" not in entry

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 POD_UID = "1f0c4a8e-2b7d-4c55-9a8e-0d5b7c1e2f3a"
 
 EXPECTED_ETH0_1X = {
@@ -350,7 +350,7 @@ def test_version_ignores_stdin_and_env_beyond_the_command(stdin, run_cni):
 
 
 @pytest.mark.parametrize("command", ["ADD", "DEL"])
-@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.3.0", "1.2.0", "2.0.0", "1.0", "latest", None])
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "1.2.0", "2.0.0", "1.0", "latest", None])
 def test_unsupported_version_is_code_1_and_never_reaches_the_agent(command, version, agent, run_cni, configs):
     config = configs.ipam("1.0.0", agent.socket_path)
     if version is None:

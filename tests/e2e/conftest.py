@@ -37,6 +37,7 @@ from tests.e2e.stack import (
     cni_bin_dirs,
     crds_apply,
     kubelet_start,
+    spider_coordinator_apply,
     watcher_process,
     worker_process,
 )
@@ -192,7 +193,15 @@ def cluster_rows(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(scope="package")
-def agents(topology, portal, mirror, cluster_rows, agent_kubeconfig, workdir):
+def spider_coordinator(lab, mirror, cluster_rows, django_db_blocker):
+    """The default SpiderCoordinator, applied to the API server and synced by its controller (see
+    :func:`tests.e2e.stack.spider_coordinator_apply`)."""
+    with django_db_blocker.unblock():
+        return spider_coordinator_apply(lab.plane, lab.api)
+
+
+@pytest.fixture(scope="package")
+def agents(topology, portal, mirror, cluster_rows, spider_coordinator, agent_kubeconfig, workdir):
     started = {}
     try:
         for name, node in topology.nodes.items():

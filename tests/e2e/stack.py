@@ -37,11 +37,12 @@ from kubernetes.client.exceptions import ApiException
 from spiderweb.k8s.crd import GROUP, KINDS, VERSION
 from spiderweb.k8s.tls import webhook_certificate_write
 from tests.e2e.fake_kubelet import FakeKubelet, KubeletNode
-from tests.lab.controlplane import ControlPlane, free_port
+from tests.lab.controlplane import CONTROL_PLANE_NODE, ControlPlane, free_port
 from tests.mirror.lab import CRD_DIR, REPO, VENV_BIN, _webhook, spawn, stop_process, wait_for
 
 NODES = ("node-a", "node-b")
 NAD_NAMESPACE, NAD_NAME = "kube-system", "macvlan-underlay"
+SPIDERPOOL_RUN_DIR = Path("/run/spidernet")  # /var/run/spidernet, where Spiderpool's plugins find the agent socket
 AGENT_USER = "spiderweb-agent"
 RBAC_TEMPLATE = REPO / "helm" / "spiderweb" / "templates" / "rbac.yaml"
 WEBHOOK_CONFIG_NAME = "spiderweb-e2e"
@@ -80,6 +81,9 @@ def lab_env(*, database_url: str, kubeconfig: Path, broker_url: str, extra: dict
         "SPIDERWEB_MIRROR_RESYNC_INTERVAL": "10",
         "SPIDERWEB_DB_CONN_MAX_AGE": "0",
         "PYTHONPATH": str(REPO),
+        # the coordinator's status and the SpiderMultusConfigs' NADs come from their controllers (issue 9)
+        "SPIDERPOOL_COORDINATOR_ENABLED": "true",
+        "SPIDERPOOL_MULTUS_CONFIG_ENABLED": "true",
         **(extra or {}),
     }
 
@@ -255,16 +259,32 @@ def agent_identity(plane: ControlPlane, api: k8s.ApiClient) -> Path:
 
 
 def cluster_rows_create(node_names) -> dict[str, str]:
-    """What the portal holds before any node starts: the coordinator defaults and one credential per node.
-    Returns each node's token. Needs Django set up on the lab's database."""
+    """What the portal holds before any node starts: one credential per node (the coordinator comes from a
+    SpiderCoordinator, :func:`spider_coordinator_apply`). Returns each node's token. Needs Django set up."""
     from spiderweb.ipam import services
-    from spiderweb.ipam.models import Coordinator
     from spiderweb.tenancy.models import Tenant
 
-    tenant, _ = Tenant.objects.get_or_create(name="default")
-    Coordinator.objects.create(name="default", tenant=tenant, mode="auto", pod_cidr_type="none",
-                               service_cidr=["10.96.0.0/12"], hijack_cidr=["169.254.0.0/16"], phase="Synced")
+    Tenant.objects.get_or_create(name="default")
     return {name: services.node_credential_issue(node_name=name)[1] for name in node_names}
+
+
+def spider_coordinator_apply(plane: ControlPlane, api: k8s.ApiClient) -> dict:
+    """The default SpiderCoordinator the way a cluster gets it: applied to the API server (as the chart's install job
+    does), taken in by the admission webhook, its status discovered by the coordinator controller in the worker from
+    the controller-manager's flags (its kubeadm-style mirror pod, on a control-plane Node) and the ServiceCIDR API.
+    Returns it once Synced; nothing writes the portal's row by hand. Needs Django set up and the portal, worker and
+    watcher running."""
+    from spiderweb.ipam.models import Coordinator
+
+    core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": CONTROL_PLANE_NODE}})
+    core.create_namespaced_pod("kube-system", plane.kcm_pod_manifest())
+    custom.create_cluster_custom_object(GROUP, VERSION, "spidercoordinators", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderCoordinator", "metadata": {"name": "default"},
+        "spec": {"podCIDRType": "cluster", "hijackCIDR": ["169.254.0.0/16"]}})
+    wait_for("the default SpiderCoordinator to be Synced",
+             lambda: Coordinator.objects.filter(name="default", phase="Synced").exists(), timeout=60)
+    return custom.get_cluster_custom_object(GROUP, VERSION, "spidercoordinators", "default")
 
 
 def cni_bin_dirs(workdir: Path, lab_bin_dir: Path) -> list[str]:
@@ -328,8 +348,10 @@ def kubelet_start(plane: ControlPlane, api: k8s.ApiClient, topology, workdir: Pa
                   **options) -> FakeKubelet:
     """The NAD, then the fake kubelet for every node of ``topology``, Multus as its CNI entry point. Each node's
     agent socket is expected at ``<workdir>/<node>/run/spiderpool.sock``. ``options`` go to :class:`FakeKubelet`."""
-    shared_run = workdir / "run"  # the path every node's plugins use; each node sees its own agent there
-    shared_run.mkdir(exist_ok=True)
+    # The path every node's plugins use, Spiderpool's default (so NADs rendered from SpiderMultusConfigs work as they
+    # are); each node sees its own agent there (a bind mount in the CNI call's private mount namespace).
+    shared_run = SPIDERPOOL_RUN_DIR
+    shared_run.mkdir(parents=True, exist_ok=True)
     k8s.CustomObjectsApi(api).create_namespaced_custom_object(
         "k8s.cni.cncf.io", "v1", NAD_NAMESPACE, "network-attachment-definitions", {
             "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",

@@ -721,6 +721,29 @@ def test_init_job_creates_missing_objects_and_leaves_existing_ones():
     assert slept == [1.0, 2.0]  # two webhook-not-ready answers, backing off
 
 
+def test_init_job_names_the_custom_smc_after_the_nodes_cni_and_creates_it_in_its_namespace(tmp_path):
+    init = _load_init_script()
+    (tmp_path / "00-multus.conf").write_text('{"name": "multus-cni-network"}')
+    (tmp_path / "10-calico.conflist").write_text('{"name": "k8s-pod-network", "plugins": []}')
+    created = []
+
+    class Api(_FakeCustomObjects):
+        def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+            raise _ApiError(404)
+
+        def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+            created.append((namespace, plural, body["metadata"]["name"]))
+
+    smc = {"plural": "spidermultusconfigs", "namespace": "sw", "detectNameFrom": str(tmp_path),
+           "body": {"metadata": {"name": "detected", "namespace": "sw"}, "spec": {"cniType": "custom"}}}
+    report = init.ensure_objects(Api(), [smc], deadline=1.0, sleep=lambda s: None, clock=lambda: 0.0)
+    assert report == ["created spidermultusconfigs/sw/k8s-pod-network"]
+    assert created == [("sw", "spidermultusconfigs", "k8s-pod-network")]
+    empty = {**smc, "detectNameFrom": str(tmp_path / "none")}
+    assert init.ensure_objects(Api(), [empty], deadline=1.0) == [
+        f"skipped spidermultusconfigs: no CNI configuration in {tmp_path / 'none'}"]
+
+
 def test_init_job_gives_up_at_the_deadline_and_on_permanent_errors():
     init = _load_init_script()
     objects = [{"plural": "spidercoordinators", "body": {"metadata": {"name": "default"}}}]
@@ -804,6 +827,10 @@ def test_rendered_chart_objects():
 def test_rendered_configmap_is_spiderpool_conf():
     conf = _one(_render(), "ConfigMap", "spiderpool-conf")
     assert yaml.safe_load(conf["data"]["conf.yml"]) == DEFAULT_CONF
+    # and the one typed loader every component uses reads it as Spiderpool's defaults
+    from spiderweb.k8s.spiderpool_conf import SpiderpoolConf, parse
+
+    assert parse(conf["data"]["conf.yml"]) == SpiderpoolConf(path="conf.yml", iaas_http_request_timeout=50.0)
     assert conf["data"]["clusterNetwork"] == ""
     off = _one(_render("ipam.spiderSubnet.autoPool.enable=false"), "ConfigMap", "spiderpool-conf")
     assert yaml.safe_load(off["data"]["conf.yml"])["clusterSubnetDefaultFlexibleIPNumber"] == 0
@@ -882,7 +909,8 @@ def test_rendered_agent_daemonset():
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     host = {v["name"]: v.get("hostPath", {}).get("path") for v in agent["volumes"]}
     assert (host["cni-bin"], mounts["cni-bin"]) == ("/opt/cni/bin", "/host/opt/cni/bin")
-    assert (host["cni-conf"], mounts["cni-conf"]) == ("/etc/cni/net.d", "/host/etc/cni/net.d")
+    assert "cni-conf" not in host  # the agent never reads CNI configurations; the coordinator controller does
+    assert env["SPIDERWEB_CONFIG_PATH"] == f"{mounts['config']}/conf.yml" == "/tmp/spiderpool/config-map/conf.yml"
     assert host["ipam-socket-dir"] == mounts["ipam-socket-dir"] == "/var/run/spidernet"
     assert host["netns"] == mounts["netns"] == "/run/netns"
     assert next(m for m in container["volumeMounts"] if m["name"] == "netns")["mountPropagation"] == "HostToContainer"
@@ -914,6 +942,15 @@ def test_rendered_control_plane_deployments():
     assert worker["containers"][0]["command"][:4] == ["celery", "-A", "workers.celery", "worker"]
     for spec in (beat["template"]["spec"], watcher, worker):  # beat schedules the GC, the others run it
         assert _env(spec["containers"][0])["SPIDERPOOL_GC_DEFAULT_INTERVAL_DURATION"] == "600"
+    for spec in (portal, beat["template"]["spec"], watcher, worker):  # every environment variable is read
+        env = _env(spec["containers"][0])
+        assert env["SPIDERWEB_CONFIG_PATH"] == "/tmp/spiderpool/config-map/conf.yml"
+        assert (env["SPIDERPOOL_COORDINATOR_ENABLED"], env["SPIDERPOOL_MULTUS_CONFIG_ENABLED"]) == ("true", "true")
+    # the coordinator controller (in the worker) reads the node's CNI configuration for podCIDRType auto
+    mounts = {m["name"]: m["mountPath"] for m in worker["containers"][0]["volumeMounts"]}
+    host = {v["name"]: v.get("hostPath", {}).get("path") for v in worker["volumes"]}
+    assert (host["cni-conf"], mounts["cni-conf"]) == ("/etc/cni/net.d", "/host/etc/cni/net.d")
+    assert _env(worker["containers"][0])["SPIDERPOOL_CNI_CONFIG_DIR"] == "/host/etc/cni/net.d"
     gc_env = _env(_one(_render("ipam.gc.enabled=false", "ipam.gc.gcAll.intervalInSecond=42"), "Deployment",
                        "spiderweb-beat")["spec"]["template"]["spec"]["containers"][0])
     assert (gc_env["SPIDERPOOL_GC_IP_ENABLED"], gc_env["SPIDERPOOL_GC_DEFAULT_INTERVAL_DURATION"]) == ("false", "42")
@@ -934,10 +971,21 @@ def test_rendered_init_objects_validate_against_the_crds():
     objects = json.loads(_one(docs, "ConfigMap", "spiderweb-init")["data"]["objects.json"])
     assert [(o["plural"], o["body"]["metadata"]["name"]) for o in objects] == [
         ("spidercoordinators", "default"), ("spidersubnets", "default-v4-subnet"),
-        ("spiderippools", "default-v4-ippool")]
+        ("spiderippools", "default-v4-ippool"), ("spidermultusconfigs", "detected")]
     for obj in objects:
         _, errors = _admit(obj["body"])
         assert errors == [], obj
+    smc = objects[3]  # the cluster's own CNI, named after the node's first CNI configuration
+    assert (smc["namespace"], smc["detectNameFrom"], smc["body"]["spec"]) == (
+        "spiderweb-system", "/host/etc/cni/net.d", {"cniType": "custom"})
+    job_spec = _one(docs, "Job")["spec"]["template"]["spec"]
+    assert {v["name"]: v.get("hostPath", {}).get("path") for v in job_spec["volumes"]}["cni-conf"] == "/etc/cni/net.d"
+    named = json.loads(_one(_render("multus.multusCNI.defaultCniCRName=calico"), "ConfigMap",
+                            "spiderweb-init")["data"]["objects.json"])[-1]
+    assert named["body"]["metadata"]["name"] == "calico" and "detectNameFrom" not in named
+    none = json.loads(_one(_render("multus.enableMultusConfig=false"), "ConfigMap", "spiderweb-init")["data"][
+        "objects.json"])
+    assert [o["plural"] for o in none] == ["spidercoordinators"]
     coordinator = objects[0]["body"]["spec"]
     assert coordinator == {"mode": "auto", "podCIDRType": "auto", "tunePodRoutes": True,
                            "hijackCIDR": ["169.254.0.0/16"], "policyRoutes": [], "hostRuleTable": 500,

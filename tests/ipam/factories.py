@@ -53,3 +53,29 @@ def pool_get(name):
     from spiderweb.ipam.models import IPPool
 
     return IPPool.objects.get(name=name)
+
+
+def coordinator(document: dict, *, owner=None):
+    """A SpiderCoordinator for tests without a Kubernetes API server, taken in the way production takes it: the spec
+    of a CRD-shaped ``document`` through the mirror's document mapping and ``services.coordinator_create`` (the
+    webhook's defaults and rules), its ``status`` through ``services.coordinator_status_set`` (what the coordinator
+    controller writes). Never a raw row: a test cannot hold a coordinator the webhook would refuse.
+
+    ``document`` is ``{"metadata": {"name": ...}, "spec": {...}, "status": {...}}`` as ``kubectl get -o json`` shows.
+    """
+    from spiderweb.controllers.mirror.documents import MIRROR_KINDS, model_spec_for_create
+
+    mk = MIRROR_KINDS["SpiderCoordinator"]
+    name = document["metadata"]["name"]
+    created = services.coordinator_create(tenant=owner or tenant(), name=name, spec=model_spec_for_create(mk, document))
+    status = document.get("status")
+    return services.coordinator_status_set(name=name, status=status) if status else created
+
+
+def coordinator_document(name="default", *, status_phase="Synced", service_cidr=("10.96.0.0/12",),
+                         overlay_pod_cidr=(), **spec) -> dict:
+    """``kubectl get scc default -o json`` of a synced coordinator: ``spec`` keys as in the CRD (camelCase)."""
+    return {"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderCoordinator", "metadata": {"name": name},
+            "spec": {"podCIDRType": "none", "hijackCIDR": ["169.254.0.0/16"], **spec},
+            "status": {"phase": status_phase, "overlayPodCIDR": list(overlay_pod_cidr),
+                       "serviceCIDR": list(service_cidr)}}

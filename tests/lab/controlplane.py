@@ -48,6 +48,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 LAB_DIR = Path(__file__).resolve().parent
 BUILD_SH = LAB_DIR / "build.sh"
 SERVICE_CIDR = "10.0.0.0/24"
+# The pod CIDR the controller-manager is told (no node IPAM runs: it only shows in the flags, as in a kubeadm cluster).
+POD_CIDR = "10.244.0.0/16"
+CONTROL_PLANE_NODE = "lab-control-plane"
 KCM_CONTROLLERS = "*,-node-lifecycle-controller,-taint-eviction-controller"
 
 
@@ -217,6 +220,7 @@ class ControlPlane:
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._ca: TinyCA | None = None
         self._ssl: ssl.SSLContext | None = None
+        self.kcm_args: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -421,10 +425,29 @@ class ControlPlane:
             args.append("--feature-gates=EtcdRangeStream=false")
         self._spawn("kube-apiserver", args)
 
+    def kcm_pod_manifest(self, node_name: str = CONTROL_PLANE_NODE) -> dict:
+        """The controller-manager's mirror pod as a kubeadm cluster shows it (``kube-system``, label
+        ``component=kube-controller-manager``, its real command line): what SpiderCoordinator CIDR discovery reads
+        when there is no ``kubeadm-config``. Bound to ``node_name``, which must exist (PodGC deletes pods bound to
+        missing nodes)."""
+        assert self.kcm_args, "start() first"
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"kube-controller-manager-{node_name}", "namespace": "kube-system",
+                         "labels": {"component": "kube-controller-manager", "tier": "control-plane"}},
+            "spec": {"nodeName": node_name, "hostNetwork": True, "priorityClassName": "system-node-critical",
+                     "containers": [{"name": "kube-controller-manager",
+                                     "image": "registry.k8s.io/kube-controller-manager:v1.37.2",
+                                     "command": ["kube-controller-manager", *self.kcm_args]}]},
+        }
+
     def _start_kcm(self) -> None:
+        self.kcm_args = self._kcm_args()
+        self._spawn("kube-controller-manager", self.kcm_args)
+
+    def _kcm_args(self) -> list[str]:
         c = self.certs
-        self._spawn(
-            "kube-controller-manager",
+        return (
             [
                 f"--kubeconfig={self.kubeconfig}",
                 "--leader-elect=false",
@@ -436,11 +459,12 @@ class ControlPlane:
                 f"--cluster-signing-cert-file={c / 'ca.crt'}",
                 f"--cluster-signing-key-file={c / 'ca.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--cluster-cidr={POD_CIDR}",
                 "--kube-api-qps=100",
                 "--kube-api-burst=200",
                 # Its default, /usr/libexec/kubernetes/..., would be created on the host.
                 f"--flex-volume-plugin-dir={self.workdir / 'flexvolume'}",
-            ],
+            ]
         )
 
     def _get(self, path: str) -> int:

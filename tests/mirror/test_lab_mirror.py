@@ -270,7 +270,7 @@ def test_coordinator_and_multusconfig_are_defaulted_validated_and_released(lab):
                                                                                                         500)
     assert created["spec"]["hijackCIDR"] == ["169.254.25.10/32"] and created["metadata"]["finalizers"] == [FINALIZER]
     lab.custom.delete_cluster_custom_object(GROUP, VERSION, coordinators, "default")
-    assert mirror.mirror_in(kind="SpiderCoordinator", name="default", client=lab.crd) == "released"
+    assert mirror.mirror_in(kind="SpiderCoordinator", name="default", client=lab.crd) == "deleted"
     with pytest.raises(ApiException):
         lab.custom.get_cluster_custom_object(GROUP, VERSION, coordinators, "default")
 

@@ -227,10 +227,18 @@ def test_reserved_ip_and_subnet_are_written_too(client):
     assert ReservedIP.objects.get(name="r1").ips == ["10.1.0.5"] and Subnet.objects.get(name="s1").k8s_uid == "u-s1"
 
 
-def test_coordinator_and_multusconfig_are_validated_without_database_writes(client):
+def test_a_coordinator_is_written_to_its_mirror_and_a_multusconfig_is_validated_by_the_rules(client):
+    from spiderweb.ipam.models import Coordinator
+
     bad = {"metadata": {"name": "default"}, "spec": {"podCIDRType": "auto", "podMACPrefix": "01:00"}}
     _, body = post(client, VALIDATE + "spidercoordinator", review("SpiderCoordinator", "CREATE", bad))
     assert body["response"]["allowed"] is False and "unicast" in body["response"]["status"]["message"]
+    assert not Coordinator.objects.exists()
+    good = {"metadata": {"name": "default", "uid": "u-c"}, "spec": {"podCIDRType": "auto", "hijackCIDR": ["10.9.9.9"]}}
+    _, body = post(client, VALIDATE + "spidercoordinator", review("SpiderCoordinator", "CREATE", good))
+    assert body["response"]["allowed"] is True
+    row = Coordinator.objects.get(name="default")
+    assert (row.k8s_uid, row.hijack_cidr, row.veth_mtu, row.phase) == ("u-c", ["10.9.9.9/32"], 1500, "NotReady")
     smc = {"metadata": {"name": "m1", "namespace": "default"},
            "spec": {"cniType": "macvlan", "macvlan": {"master": ["eth0"]}}}
     _, body = post(client, VALIDATE + "spidermultusconfig", review("SpiderMultusConfig", "CREATE", smc))

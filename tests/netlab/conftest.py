@@ -118,8 +118,9 @@ def cni_bin(tmp_path_factory):
 def world(transactional_db, live_server, topology):
     """Tenant, pools (one per node by nodeName, a dual-stack v6 pool), coordinator, node credentials, agents."""
     from spiderweb.ipam import services
-    from spiderweb.ipam.models import ClusterSettings, Coordinator
+    from spiderweb.ipam.models import ClusterSettings
     from spiderweb.tenancy.models import Tenant
+    from tests.ipam import factories
 
     tenant = Tenant.objects.create(name="lab")
     gw4, gw6 = "10.77.0.1", "fd77::1"
@@ -129,8 +130,7 @@ def world(transactional_db, live_server, topology):
         "subnet": "10.77.0.0/16", "ips": ["10.77.2.1-10.77.2.254"], "gateway": gw4, "node_name": ["node-b"]})
     services.ippool_create(tenant=tenant, name="pool-v6", spec={
         "subnet": "fd77::/64", "ips": ["fd77::1:1-fd77::1:ffff"], "gateway": gw6})
-    Coordinator.objects.create(name="default", tenant=tenant, mode="auto", pod_cidr_type="none",
-                               service_cidr=["10.96.0.0/12"], hijack_cidr=["169.254.0.0/16"], phase="Synced")
+    factories.coordinator(factories.coordinator_document(mode="auto", service_cidr=["10.96.0.0/12"]), owner=tenant)
     ClusterSettings.load()
     ClusterSettings.invalidate_cache()
     workdir = Path(tempfile.mkdtemp(prefix="swlab-", dir="/tmp"))

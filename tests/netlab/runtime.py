@@ -100,7 +100,8 @@ class Runtime:
     def delete(self, conflist: dict, *, container_id: str, netns: str, ifname: str, args: str,
                cached: dict | None) -> None:
         for plugin in reversed(conflist["plugins"]):
-            prev = cached if conflist["cniVersion"] != "0.3.1" and cached is not None else None
+            # prevResult on DEL arrived with 0.4.0
+            prev = cached if conflist["cniVersion"] not in ("0.3.0", "0.3.1") and cached is not None else None
             conf = self._plugin_conf(conflist, plugin, prev)
             self.exec_plugin(plugin["type"], "DEL", conf, container_id=container_id, netns=netns, ifname=ifname,
                              args=args)

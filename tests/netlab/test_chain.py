@@ -16,7 +16,7 @@ from tests.netlab.runtime import CniFailure, pod_args
 from tests.netlab.topology import GATEWAY4, GATEWAY6, sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
-VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
 
 class Pod:
@@ -89,7 +89,7 @@ def test_add_check_repeat_del_for_every_cni_version(world, runtime_for, version)
     assert len(v4) == 1 and v4[0].startswith("10.77.1.") and len(v6) == 1 and v6[0].startswith("fd77::1:")
     assert _db_allocations(pod) == sorted([(v4[0], "pool-a"), (v6[0], "pool-v6")])
     assert result["cniVersion"] == version
-    if version in ("0.3.1", "0.4.0"):  # "version" per IP was dropped in 1.0.0
+    if version in ("0.3.0", "0.3.1", "0.4.0"):  # "version" per IP was dropped in 1.0.0
         assert {ip["version"] for ip in result["ips"]} == {"4", "6"}
     else:
         assert all("version" not in ip for ip in result["ips"])
@@ -109,7 +109,7 @@ def test_add_check_repeat_del_for_every_cni_version(world, runtime_for, version)
     assert any(r.get("fwmark") == "0x1" and r.get("table") == "100" for r in rules)
     state = _node_state(world, "node-a")
     assert len(state["veths"]) == 1 and v4[0] in state["table500"]
-    if version != "0.3.1":
+    if version not in ("0.3.0", "0.3.1"):  # CHECK arrived with 0.4.0
         pod.check()
     # When the runtime repeats the ADD (sandbox re-created), the same addresses come back
     ipam_conf = {**pod.conflist["plugins"][0], "name": pod.conflist["name"], "cniVersion": version}

@@ -69,6 +69,29 @@ class Topology:
             self.nodes[name] = node
         return self
 
+    def segment_add(self, device: str, subnet_prefix: str) -> str:
+        """Another underlay: bridge ``br-<device>`` in the switch holding ``<subnet_prefix>.0.1/16`` (the gateway) and
+        NIC ``device`` on every node (``<subnet_prefix>.0.<n>``), so pods can have a NIC per segment. Returns the
+        gateway. ``subnet_prefix`` is the first two octets, e.g. ``"10.78"``."""
+        bridge, gateway = f"br-{device}", f"{subnet_prefix}.0.1"
+        sh("ip", "link", "add", bridge, "type", "bridge", netns=self.switch)
+        sh("ip", "addr", "add", f"{gateway}/16", "dev", bridge, netns=self.switch)
+        sh("ip", "link", "set", bridge, "up", netns=self.switch)
+        for i, node in enumerate(self.nodes.values()):
+            port = f"{device[:6]}p{i}"
+            sh("ip", "link", "add", device, "netns", node.netns, "type", "veth", "peer", "name", port,
+               "netns", self.switch)
+            sh("ip", "link", "set", port, "master", bridge, "up", netns=self.switch)
+            sh("ip", "addr", "add", f"{subnet_prefix}.0.{i + 2}/16", "dev", device, netns=node.netns)
+            sh("ip", "link", "set", device, "up", netns=node.netns)
+        return gateway
+
+    def segment_remove(self, device: str) -> None:
+        """Undo :meth:`segment_add` (the veth pairs go with their node end)."""
+        for node in self.nodes.values():
+            sh("ip", "link", "del", device, netns=node.netns, check=False)
+        sh("ip", "link", "del", f"br-{device}", netns=self.switch, check=False)
+
     def intruder(self, address: str, prefix: int) -> str:
         """A host on the switch that already uses `address` (for conflict detection)."""
         netns = f"{self.prefix}-x{len(self.extra)}"

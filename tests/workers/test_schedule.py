@@ -14,7 +14,7 @@ ALWAYS = ["prune-change-log", "prune-pod-tombstones", "verify-allocation-integri
 
 def schedule(**env: str) -> dict:
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SPIDERPOOL_GC_", "SPIDERWEB_MIRROR_", "KUBE"))}
+             if not k.startswith(("SPIDERPOOL_", "SPIDERWEB_MIRROR_", "KUBE"))}
     code = ("import json; from workers.celery import app; "
             "print(json.dumps({k: v['schedule'] for k, v in app.conf.beat_schedule.items()}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**clean, **env, "SPIDERWEB_SECRET_KEY": "x"},
@@ -38,3 +38,14 @@ def test_a_switched_off_controller_schedules_nothing(switch):
     got = schedule(**{"KUBECONFIG": "/k", "SPIDERWEB_MIRROR_ENABLED": "true", switch: "false"})
     prefix = "gc-" if switch.startswith("SPIDERPOOL_GC") else "mirror-"
     assert not [name for name in got if name.startswith(prefix)]
+
+
+def test_the_coordinator_and_smc_controllers_resync_only_when_switched_on_with_a_cluster():
+    """Spiderpool's switches (the chart sets them from coordinator.enabled and multus.enableMultusConfig)."""
+    on = {"SPIDERPOOL_COORDINATOR_ENABLED": "true", "SPIDERPOOL_MULTUS_CONFIG_ENABLED": "true",
+          "SPIDERPOOL_COORDINATOR_INFORMER_RESYNC_PERIOD": "30",
+          "SPIDERPOOL_MULTUS_CONFIG_INFORMER_RESYNC_PERIOD": "45"}
+    got = schedule(KUBECONFIG="/k", **on)
+    assert (got["coordinator-resync"], got["multus-resync"]) == (30, 45)
+    assert not {"coordinator-resync", "multus-resync"} & set(schedule(**on))  # no cluster: nothing to resync
+    assert not {"coordinator-resync", "multus-resync"} & set(schedule(KUBECONFIG="/k"))  # Spiderpool's default: off

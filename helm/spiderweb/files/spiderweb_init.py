@@ -1,9 +1,13 @@
 """Create Spiderweb's install-time objects when they are missing (the chart's spiderweb-init Job, spec §10.4).
 
-Reads a JSON list of ``{"plural": ..., "body": {...}}`` Spiderpool custom objects (all cluster-scoped, group
-``spiderpool.spidernet.io``, version ``v2beta1``) and creates each one that does not exist yet. Objects that
-exist are never changed: the chart values only seed a fresh cluster. Creation goes through the admission
+Reads a JSON list of ``{"plural": ..., "body": {...}}`` Spiderpool custom objects (group ``spiderpool.spidernet.io``,
+version ``v2beta1``; cluster-scoped, or in ``"namespace"``) and creates each one that does not exist yet. Objects
+that exist are never changed: the chart values only seed a fresh cluster. Creation goes through the admission
 webhooks, which may not answer for a while after install, so transient failures are retried until a deadline.
+
+An object with ``"detectNameFrom": <directory>`` is the ``custom`` SpiderMultusConfig of the cluster's own CNI: it
+is named after the ``name`` inside the node's first CNI configuration there (``00-multus*`` skipped, as Spiderpool
+does), and skipped when there is none.
 
 Runs inside the Spiderweb image (which ships the ``kubernetes`` client) with the Job's service account.
 Usage: ``python spiderweb_init.py OBJECTS_JSON [TIMEOUT_SECONDS]``.
@@ -12,6 +16,7 @@ Usage: ``python spiderweb_init.py OBJECTS_JSON [TIMEOUT_SECONDS]``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -30,32 +35,62 @@ def ensure_objects(api, objects: list[dict], *, deadline: float, sleep=time.slee
     """
     report = []
     for obj in objects:
-        plural, body = obj["plural"], obj["body"]
+        plural, body, namespace = obj["plural"], obj["body"], obj.get("namespace")
+        if obj.get("detectNameFrom"):
+            detected = default_cni_name(obj["detectNameFrom"])
+            if not detected:
+                report.append(f"skipped {plural}: no CNI configuration in {obj['detectNameFrom']}")
+                continue
+            body = {**body, "metadata": {**body["metadata"], "name": detected}}
         name = body["metadata"]["name"]
+        what = f"{plural}/{namespace}/{name}" if namespace else f"{plural}/{name}"
         delay = 1.0
         while True:
             try:
                 try:
-                    api.get_cluster_custom_object(GROUP, VERSION, plural, name)
-                    report.append(f"exists {plural}/{name}")
+                    if namespace:
+                        api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+                    else:
+                        api.get_cluster_custom_object(GROUP, VERSION, plural, name)
+                    report.append(f"exists {what}")
                     break
                 except Exception as exc:  # noqa: BLE001 - only ApiException carries .status
                     if getattr(exc, "status", None) != 404:
                         raise
-                api.create_cluster_custom_object(GROUP, VERSION, plural, body)
-                report.append(f"created {plural}/{name}")
+                if namespace:
+                    api.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+                else:
+                    api.create_cluster_custom_object(GROUP, VERSION, plural, body)
+                report.append(f"created {what}")
                 break
             except Exception as exc:  # noqa: BLE001
                 status = getattr(exc, "status", None)
                 if status == 409:  # created by someone else between our get and create
-                    report.append(f"exists {plural}/{name}")
+                    report.append(f"exists {what}")
                     break
                 if status not in RETRYABLE or clock() + delay > deadline:
                     raise
-                print(f"retrying {plural}/{name} in {delay:.0f}s: HTTP {status}", file=sys.stderr, flush=True)
+                print(f"retrying {what} in {delay:.0f}s: HTTP {status}", file=sys.stderr, flush=True)
                 sleep(delay)
                 delay = min(delay * 2, 10.0)
     return report
+
+
+def default_cni_name(directory: str) -> str:
+    """The ``name`` inside the first ``.conf``/``.conflist`` file of ``directory`` (``00-multus*`` skipped); ``""``
+    when there is none or it cannot be read."""
+    try:
+        files = sorted(f for f in os.listdir(directory) if f.endswith((".conf", ".conflist")) and "00-multus" not in f)
+    except OSError:
+        return ""
+    for file in files[:1]:
+        try:
+            with open(os.path.join(directory, file), encoding="utf-8") as handle:
+                config = json.load(handle)
+        except (OSError, ValueError):
+            return ""
+        return str(config.get("name") or "") if isinstance(config, dict) else ""
+    return ""
 
 
 def main(argv: list[str]) -> int:

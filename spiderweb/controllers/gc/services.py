@@ -27,9 +27,9 @@ from spiderweb.controllers.config import kube_client
 from spiderweb.controllers.enqueue import task_send
 from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.gc.models import TracedPod
-from spiderweb.ipam.allocation import ippool_release, is_static_owner
+from spiderweb.ipam.allocation import endpoints_without_addresses_delete, ippool_release, is_static_owner
 from spiderweb.ipam.models import ClusterSettings, Endpoint
-from spiderweb.k8s import podgc, resources
+from spiderweb.k8s import crd, podgc, resources
 from spiderweb.k8s import pods as pod_rules
 from spiderweb.k8s.client import KubeClient
 from spiderweb.k8s.crd import meta
@@ -216,9 +216,30 @@ def gc_scan(*, client: KubeClient | None = None, now: _dt.datetime | None = None
             counts["traced"] += 1
         else:
             counts["kept"] += 1
-    if counts["released"]:
+    if ClusterSettings.load().enable_clean_outdated_endpoint:
+        counts["outdated_endpoints"] = outdated_endpoints_clean(client)
+    if counts["released"] or counts.get("outdated_endpoints"):
         log.info("GC full scan: %s", counts)
     return counts
+
+
+def outdated_endpoints_clean(client: KubeClient) -> int:
+    """``enableCleanOutdatedEndpoint`` (spec §6, §7.3 end): endpoints that no address refers to go, in the database
+    and as SpiderEndpoints (their finalizer released), including SpiderEndpoints the portal never wrote (left by an
+    earlier Spiderpool, or by a database restored from an older backup)."""
+    removed = endpoints_without_addresses_delete()
+    known = set(Endpoint.objects.values_list("namespace", "name"))
+    for obj in client.list(crd.SPIDER_ENDPOINT)[0]:
+        m = meta(obj)
+        if (m.get("namespace"), m.get("name")) in known:
+            continue
+        client.delete(crd.SPIDER_ENDPOINT, m["name"], namespace=m["namespace"], uid=crd.uid_of(obj))
+        fresh = client.get(crd.SPIDER_ENDPOINT, m["name"], namespace=m["namespace"])
+        if fresh is not None and crd.uid_of(fresh) == crd.uid_of(obj):
+            client.finalizer_remove(crd.SPIDER_ENDPOINT, fresh)
+        log.info("GC removed the outdated SpiderEndpoint %s/%s (no address refers to it)", m["namespace"], m["name"])
+        removed += 1
+    return removed
 
 
 def _scan_decider(endpoint: Endpoint, owners: OwnerValidity, ready: dict[str, bool], switches: podgc.GcSwitches):

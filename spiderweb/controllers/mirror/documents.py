@@ -17,7 +17,8 @@ from typing import Any
 from django.db import models
 
 from spiderweb.ipam import services as ipam_services
-from spiderweb.ipam.models import Allocation, IPPool, ReservedIP, Subnet
+from spiderweb.ipam.models import Allocation, Coordinator, IPPool, ReservedIP, Subnet
+from spiderweb.ipam.validation import COORDINATOR_WIRE
 from spiderweb.k8s import crd
 from spiderweb.tenancy.models import Tenant
 from spiderweb.tenancy.selectors import tenant_get_default
@@ -30,11 +31,15 @@ POOL_FIELDS = (*_RANGE_FIELDS, ("podAffinity", "pod_affinity"), ("namespaceAffin
                ("namespaceName", "namespace_name"), ("nodeAffinity", "node_affinity"), ("nodeName", "node_name"),
                ("multusName", "multus_name"), ("default", "default"), ("disable", "disable"))
 RESERVED_FIELDS = (("ipVersion", "ip_version"), ("ips", "ips"))
+COORDINATOR_FIELDS = tuple((wire, field) for field, wire in COORDINATOR_WIRE.items())
 
 # The value a model field takes when the CRD leaves the field out (so an update clears it).
 _EMPTY = {"ips": [], "exclude_ips": [], "gateway": "", "routes": [], "pod_affinity": None,
           "namespace_affinity": None, "namespace_name": [], "node_affinity": None, "node_name": [], "multus_name": [],
-          "default": False, "disable": False, "ip_version": None, "subnet": ""}
+          "default": False, "disable": False, "ip_version": None, "subnet": "",
+          # SpiderCoordinator: a field left out is the webhook's default (None), except what canonical() drops
+          "tune_pod_routes": False, "hijack_cidr": [], "policy_routes": [], "pod_mac_prefix": "",
+          "pod_default_route_nic": "", "veth_link_address": ""}
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,16 @@ MIRROR_KINDS: dict[str, MirrorKind] = {
             create=ipam_services.reservedip_create,
             update=lambda row, spec, labels: ipam_services.reservedip_update(reserved=row, spec=spec, labels=labels),
             delete=lambda row: ipam_services.reservedip_delete(reserved=row),
+            in_use=lambda row: 0,
+        ),
+        # The CRD is the source of truth; the row is its mirror (admin edits are pushed back). Its status is the
+        # coordinator controller's (controllers/coordinator), not part of the merged document.
+        MirrorKind(
+            crd=crd.SPIDER_COORDINATOR, model=Coordinator, fields=COORDINATOR_FIELDS,
+            create=ipam_services.coordinator_create,
+            update=lambda row, spec, labels: ipam_services.coordinator_update(coordinator=row, spec=spec,
+                                                                              labels=labels),
+            delete=lambda row: ipam_services.coordinator_delete(coordinator=row),
             in_use=lambda row: 0,
         ),
     )

@@ -45,7 +45,6 @@ from spiderweb.controllers.mirror.signals import from_kubernetes
 from spiderweb.engine.errors import IPAMError, PoolInUse, Unavailable
 from spiderweb.k8s import crd
 from spiderweb.k8s.client import KubeClient, KubeConflict
-from spiderweb.k8s.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +61,9 @@ class MirrorRetry(Unavailable):
 # ---------------------------------------------------------------------------------------------- reconciliation
 
 
-# Kinds not stored in the database whose finalizer (added by our mutating webhook) the mirror still releases.
-FINALIZER_ONLY_KINDS = {"SpiderCoordinator": crd.SPIDER_COORDINATOR}
-
-
 def mirror_in(*, kind: str, name: str, client: KubeClient | None = None) -> str:
     """Bring the database in line with the CRD ``name`` (and the CRD with the database where the portal edited)."""
-    if kind in FINALIZER_ONLY_KINDS:
-        return _finalizer_release(FINALIZER_ONLY_KINDS[kind], name, client or kube_client())
     return mirror_reconcile(kind=kind, name=name, client=client)
-
-
-def _finalizer_release(kind: Resource, name: str, client: KubeClient) -> str:
-    """Release our finalizer from a terminating object Spiderweb does not store (nothing else waits on it)."""
-    obj = client.get(kind, name)
-    if obj is None or not crd.is_terminating(obj):
-        return "nothing to do"
-    client.finalizer_remove(kind, obj)
-    return "released"
 
 
 def event_needs_reconcile(kind: str, obj: dict, event_type: str) -> bool:

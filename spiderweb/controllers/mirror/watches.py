@@ -1,4 +1,4 @@
-"""What the mirror watches: the Spiderpool kinds it stores (and SpiderCoordinator, whose finalizer it releases).
+"""What the mirror watches: the Spiderpool kinds it stores (pools, subnets, reservations, coordinators).
 
 A change of anything the mirror owns, or a DELETED, is a reason to reconcile that name (level-based: the task
 reads both sides); a status-only change is not. A relist also enqueues the rows that came from Kubernetes but are

@@ -2,8 +2,8 @@
 
 Mutating: Spiderpool's defaults as a JSONPatch (pure functions in ``spiderweb.k8s.admission`` / ``netconf``; the
 owning subnet is looked up here). Validating: pools, subnets and reservations are written to the database by
-``controllers/mirror/admission.py`` with the same validation functions as the REST API; coordinators and multus
-configs are checked by the pure rules. Views only translate: no rules and no locks here.
+``controllers/mirror/admission.py`` with the same validation functions as the REST API (coordinators too: the row is
+the CRD's mirror); multus configs are checked by the pure rules. Views only translate: no rules and no locks here.
 
 The webhooks change the database, so they answer only over TLS (the listener the API server calls: gunicorn with
 ``--certfile/--keyfile``); over plain HTTP they answer 403 unless ``SPIDERWEB_WEBHOOK_ALLOW_HTTP`` is true.
@@ -20,12 +20,15 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from spiderweb.controllers.config import kube_client, kubernetes_configured
 from spiderweb.controllers.mirror import admission as mirror_admission
 from spiderweb.controllers.mirror.documents import MIRROR_KINDS
-from spiderweb.engine.errors import InvalidInput, IPAMError
+from spiderweb.controllers.multus import services as multus_services
+from spiderweb.engine.errors import Conflict, InvalidInput, IPAMError
 from spiderweb.ipam.models import ClusterSettings, Subnet
 from spiderweb.ipam.validation import SpecInvalid
 from spiderweb.k8s import admission, netconf
+from spiderweb.k8s.client import KubeUnavailable
 from spiderweb.k8s.crd import WEBHOOK_KINDS
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,8 @@ def _http_allowed() -> bool:
     return os.environ.get("SPIDERWEB_WEBHOOK_ALLOW_HTTP", "").lower() in ("1", "true", "yes", "on")
 
 
-def _parse(request: HttpRequest) -> admission.AdmissionRequest | JsonResponse:
+def review_parse(request: HttpRequest) -> admission.AdmissionRequest | JsonResponse:
+    """The AdmissionReview of a webhook call, or the answer refusing it (plain HTTP, a malformed body)."""
     if not request.is_secure() and not _http_allowed():
         return JsonResponse({"message": "admission webhooks are served over TLS only"}, status=403)
     try:
@@ -70,7 +74,7 @@ def owner_subnet_for(obj: dict) -> admission.OwnerSubnet | None:
 @require_POST
 def mutate(request: HttpRequest, kind: str) -> JsonResponse:
     """``/mutate-spiderpool-spidernet-io-v2beta1-<kind>``: defaults as a JSONPatch; terminating objects unchanged."""
-    req = _parse(request)
+    req = review_parse(request)
     if isinstance(req, JsonResponse):
         return req
     if req.operation not in (admission.CREATE, admission.UPDATE) or req.object is None:
@@ -90,7 +94,7 @@ def mutate(request: HttpRequest, kind: str) -> JsonResponse:
 def validate(request: HttpRequest, kind: str) -> JsonResponse:
     """``/validate-spiderpool-spidernet-io-v2beta1-<kind>``: allow or deny, writing pools, subnets and reservations
     to the database (except with dryRun)."""
-    req = _parse(request)
+    req = review_parse(request)
     if isinstance(req, JsonResponse):
         return req
     try:
@@ -117,12 +121,25 @@ def _validate(kind: str, req: admission.AdmissionRequest) -> list[str]:
         return []
     if req.operation not in (admission.CREATE, admission.UPDATE):
         return []
-    if kind == "SpiderCoordinator":
-        problems = netconf.coordinator_problems((req.object or {}).get("spec") or {})
-    else:
-        problems = netconf.multusconfig_problems(req.object or {}, req.old_object)
+    problems = netconf.multusconfig_problems(req.object or {}, req.old_object)
     if problems:
         raise InvalidInput("is invalid: " + "; ".join(problems))
+    return multusconfig_nad_check(req)
+
+
+def multusconfig_nad_check(req: admission.AdmissionRequest) -> list[str]:
+    """Spec §10.2: refuse an SMC whose NAD another SMC controls. Needs the API server; when it cannot be asked, the
+    SMC is admitted with a warning (the controller still never takes the NAD over)."""
+    if not kubernetes_configured():
+        return []
+    obj = dict(req.object or {})
+    obj["metadata"] = {"namespace": req.namespace, **(obj.get("metadata") or {})}
+    try:
+        problem = multus_services.nad_ownership_problem(obj, client=kube_client())
+    except KubeUnavailable as exc:
+        return [f"the NetworkAttachmentDefinition it writes could not be checked: {exc.message}"]
+    if problem:
+        raise Conflict(problem)
     return []
 
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from spiderweb.changelog.context import Actor, acting_as
-from spiderweb.engine.errors import Forbidden, InvalidInput, IPAMError, NotFound, Unavailable
+from spiderweb.engine.errors import Conflict, Forbidden, InvalidInput, IPAMError, NotFound
 from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, services
@@ -218,11 +218,17 @@ class CoordinatorConfigView(NodeView):
     """The cluster's SpiderCoordinator as Spiderpool's `CoordinatorConfig` (spec §11.3)."""
 
     def get(self, request):
-        coordinator = Coordinator.objects.filter(name="default").first()
+        name = settings.SPIDERPOOL_COORDINATOR_NAME
+        coordinator = Coordinator.objects.filter(name=name).first()
         if coordinator is None:
-            raise NotFound("no SpiderCoordinator 'default' exists")
-        if coordinator.phase != "Synced":
-            raise Unavailable(f"SpiderCoordinator default is {coordinator.phase}: {coordinator.reason}")
+            raise NotFound(f"no SpiderCoordinator {name!r} exists: apply one (the chart's install job creates it "
+                           f"from the coordinator.* values)")
+        if coordinator.phase != Coordinator.Phase.SYNCED:
+            # As Spiderpool's agent: no coordinator work until the controller has discovered the cluster's CIDRs.
+            # Not "unavailable": retrying within this CNI call cannot help; the runtime retries the pod.
+            raise Conflict(f"SpiderCoordinator {name} is {coordinator.phase}: "
+                           f"{coordinator.reason or 'its status has not been synced yet'}",
+                           details={"coordinator": name, "phase": coordinator.phase})
         return Response(
             {
                 "mode": coordinator.mode,

@@ -18,8 +18,11 @@ class Command(BaseCommand):
     def handle(self, *args, admin_password, **options):
         with transaction.atomic():
             ClusterSettings.load()
-            Coordinator.objects.get_or_create(name="default", defaults={"tenant": self._tenant("default"),
-                                                                         "hijack_cidr": ["169.254.0.0/16"]})
+            if not Coordinator.objects.filter(name="default").exists():
+                # The chart's coordinator.* defaults, through the webhook's rules. It stays NotReady: without a
+                # cluster no controller discovers its CIDRs (in Kubernetes the SpiderCoordinator is the source).
+                services.coordinator_create(tenant=self._tenant("default"), name="default", spec={
+                    "pod_cidr_type": "auto", "hijack_cidr": ["169.254.0.0/16"]})
             user = self._admin(admin_password)
             demo = self._tenant("demo")
             demo.members.add(user)
