@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from knox.models import AuthToken
 
 from spiderweb.engine import keys
 from spiderweb.engine.errors import IPAMError
@@ -525,6 +526,37 @@ class NodeCredentialAdmin(admin.ModelAdmin):
         add_never_cache_headers(response)
         response["Cache-Control"] = "no-store, " + response["Cache-Control"]
         return response
+
+
+if admin.site.is_registered(AuthToken):
+    admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class APITokenAdmin(admin.ModelAdmin):
+    """REST API tokens, read only: who holds one, since when, until when. Replaces knox's admin, which lists the
+    digest and puts a new token into a message (a cookie). Neither the token nor its digest is shown, and there
+    are no actions (whose checkboxes would carry the digest) and no admin log entries (whose text would name it):
+    users rotate and end their own tokens through the API; deactivating a user ends all of theirs."""
+
+    list_display = ("user", "token_start", "created", "expiry")
+    list_display_links = None
+    list_filter = ("expiry",)
+    search_fields = ("user__username",)
+    actions = None
+
+    @admin.display(description="token starts with")
+    def token_start(self, obj):
+        return f"{obj.token_key[:6]}…"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 from spiderweb.ipam import tenant_admin  # noqa: E402,F401  (registers the Tenant admin; needs the mixins above)

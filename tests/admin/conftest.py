@@ -4,7 +4,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from spiderweb.ipam import services
 from spiderweb.ipam.models import Coordinator
@@ -44,5 +44,5 @@ def world(superuser):
     Coordinator.objects.create(name="default", tenant=tenant)
     services.node_credential_issue(node_name="node-1")
     Group.objects.create(name="operators")
-    Token.objects.create(user=superuser)
+    AuthToken.objects.create(user=superuser)
     return {"tenant": tenant, "subnet": subnet, "pool": pool, "reserved": reserved}

@@ -33,6 +33,10 @@ PUBLIC_PATHS = {
     "/api/v1/changes/{id}/": {"get"},
     "/api/v1/settings/": {"get", "patch"},
     "/api/v1/explain/": {"post"},
+    "/api/v1/auth/token/": {"post"},
+    "/api/v1/auth/token/rotate/": {"post"},
+    "/api/v1/auth/token/logout/": {"post"},
+    "/api/v1/auth/token/logout-all/": {"post"},
 }
 
 
