@@ -179,15 +179,31 @@ def portal(lab, lab_env, workdir):
                      f"--certfile={cert.cert_path}", f"--keyfile={cert.key_path}", "--workers=2", "--threads=4",
                      "--timeout=60", "--no-control-socket", f"--chdir={REPO}"], lab_env, log)
     context = ssl.create_default_context(cafile=str(cert.ca_path))
+    # The admission webhooks get their own listener, as in the chart: it requires the API server's client
+    # certificate (mutual TLS); the agents keep using `url`.
+    webhook_port = free_port()
+    webhook_url = f"https://127.0.0.1:{webhook_port}"
+    webhook_process = spawn(
+        [str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", f"--bind=127.0.0.1:{webhook_port}",
+         f"--certfile={cert.cert_path}", f"--keyfile={cert.key_path}", "--workers=1", "--threads=4", "--timeout=60",
+         "--no-control-socket", f"--chdir={REPO}", f"--ca-certs={lab.plane.webhook_client_ca_path}",
+         f"--cert-reqs={int(ssl.CERT_REQUIRED)}"], lab_env, workdir / "gunicorn-webhook.log")
+    webhook_context = ssl.create_default_context(cafile=str(cert.ca_path))
+    webhook_context.load_cert_chain(lab.plane.webhook_client_cert_path, lab.plane.webhook_client_key_path)
 
     def healthy():
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/webhook-health-check", context=context, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        for server, server_url, server_context in ((process, url, context),
+                                                   (webhook_process, webhook_url, webhook_context)):
+            if server.poll() is not None:
+                raise AssertionError(f"gunicorn exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{server_url}/webhook-health-check", context=server_context,
+                                            timeout=2) as response:
+                    if response.status != 200:
+                        return False
+            except OSError:
+                return False
+        return True
 
     registration = k8s.AdmissionregistrationV1Api(lab.api)
     kinds = sorted({k.webhook_name for k in KINDS.values()} - {"spiderendpoint"})
@@ -198,7 +214,7 @@ def portal(lab, lab_env, workdir):
             kind = "MutatingWebhookConfiguration" if mode == "mutate" else "ValidatingWebhookConfiguration"
             create({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
                     "metadata": {"name": "spiderweb-e2e"},
-                    "webhooks": [_webhook(k, mode, url, cert.ca_bundle) for k in kinds]})
+                    "webhooks": [_webhook(k, mode, webhook_url, cert.ca_bundle) for k in kinds]})
 
         def webhooks_active():
             probe = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderIPPool", "metadata": {"name": "probe"},
@@ -218,6 +234,7 @@ def portal(lab, lab_env, workdir):
                 delete("spiderweb-e2e")
             except ApiException:
                 pass
+        stop_process(webhook_process)
         stop_process(process)
 
 
