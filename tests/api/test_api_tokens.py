@@ -98,3 +98,26 @@ def test_the_admin_never_shows_a_token_or_its_digest(client, django_user_model, 
         assert token not in html and digest not in html and token[15:] not in html
     assert client.get(reverse("admin:knox_authtoken_add")).status_code == 403
     assert not LogEntry.objects.filter(object_repr__contains=digest).exists()
+
+
+@pytest.mark.parametrize(("value", "hours"), [(None, 720), ("24", 24), ("0", None), ("a day", None)])
+def test_token_lifetime_comes_from_the_environment_and_a_bad_value_stops_start_up(tmp_path, value, hours):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    environment = {k: v for k, v in os.environ.items() if k != "SPIDERWEB_API_TOKEN_TTL_HOURS"}
+    environment |= {"SPIDERWEB_STATE_DIR": str(tmp_path)}
+    if value is not None:
+        environment["SPIDERWEB_API_TOKEN_TTL_HOURS"] = value
+    run = subprocess.run([sys.executable, "-c", "import json, spiderweb.settings as s; "
+                          "print(json.dumps(s.REST_KNOX['TOKEN_TTL'].total_seconds()))"],
+                         env=environment, capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    if hours is None:
+        assert run.returncode != 0 and "SPIDERWEB_API_TOKEN_TTL_HOURS" in run.stderr
+    else:
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout) == hours * 3600
