@@ -5,6 +5,7 @@ as the embedded demo (SQLite, filesystem broker) and in production (PostgreSQL, 
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -80,9 +81,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # hashed, expiring REST API tokens (before spiderweb.ipam, whose admin replaces knox's)
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from our static files (air-gapped sites, no CDN)
     "spiderweb.tenancy",
     "spiderweb.changelog",
     "spiderweb.ipam",
@@ -181,7 +183,7 @@ LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -219,12 +221,24 @@ if os.environ.get("SPIDERWEB_CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": os.environ["SPIDERWEB_CACHE_URL"]}}
 
+# REST API tokens: only a SHA-512 digest is stored; each expires SPIDERWEB_API_TOKEN_TTL_HOURS (default 30 days)
+# after it was issued; clients rotate their own (api/tokens.py).
+API_TOKEN_TTL_HOURS = _env_int("SPIDERWEB_API_TOKEN_TTL_HOURS", 720)
+if API_TOKEN_TTL_HOURS < 1:
+    raise ValueError(f"SPIDERWEB_API_TOKEN_TTL_HOURS={API_TOKEN_TTL_HOURS} must be at least 1 (tokens always expire)")
+REST_KNOX = {"TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS), "AUTO_REFRESH": False}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Spiderweb API",
     "DESCRIPTION": "Spiderpool-compatible underlay IPAM: tenants, subnets, pools, reservations and allocations.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and Swagger UI need a login (session or API token); Swagger UI loads only our own static files.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: Redis in production; the embedded demo uses kombu's filesystem transport (no broker process).

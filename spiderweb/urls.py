@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -19,5 +20,7 @@ urlpatterns = [
     path("", include("spiderweb.controllers.mirror.urls")),
     path("", include("spiderweb.controllers.multus.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # A browser without a session goes to the login page first (the schema itself answers 401/403).
+    path("api/schema/swagger-ui/", login_required(SpectacularSwaggerView.as_view(url_name="schema")),
+         name="swagger-ui"),
 ]

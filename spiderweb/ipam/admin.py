@@ -11,9 +11,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Count, ProtectedError
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from knox.models import AuthToken
 
 from spiderweb.engine import keys
 from spiderweb.engine.errors import IPAMError
@@ -526,14 +529,60 @@ class NodeCredentialAdmin(admin.ModelAdmin):
         self._issue(request, obj.node_name)
         obj.pk = NodeCredential.objects.get(node_name=obj.node_name).pk
 
+    def response_add(self, request, obj, post_url_continue=None):
+        # The token page replaces the redirect: a message would carry the token in a cookie.
+        return self._issued_page(request)
+
     @admin.action(description="Issue new tokens (the old ones stop working)", permissions=["change"])
     def rotate_tokens(self, request, queryset):
         for credential in queryset:
             self._issue(request, credential.node_name)
+        return self._issued_page(request)
 
     def _issue(self, request, node_name):
         _, token = services.node_credential_issue(node_name=node_name, created_by=request.user)
-        self.message_user(request, f"Token for {node_name} (shown once): {token}", level=messages.WARNING)
+        request._spiderweb_issued_tokens = [*getattr(request, "_spiderweb_issued_tokens", []), (node_name, token)]
+
+    def _issued_page(self, request):
+        """The tokens just issued, shown once in this response only (not stored, not in a cookie, not cached)."""
+        context = {**self.admin_site.each_context(request), "title": "Node tokens (shown once)",
+                   "opts": self.model._meta, "issued": getattr(request, "_spiderweb_issued_tokens", []),
+                   "back_url": reverse("admin:ipam_nodecredential_changelist")}
+        response = TemplateResponse(request, "admin/ipam/nodecredential/token_issued.html", context)
+        add_never_cache_headers(response)
+        response["Cache-Control"] = "no-store, " + response["Cache-Control"]
+        return response
+
+
+if admin.site.is_registered(AuthToken):
+    admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class APITokenAdmin(admin.ModelAdmin):
+    """REST API tokens, read only: who holds one, since when, until when. Replaces knox's admin, which lists the
+    digest and puts a new token into a message (a cookie). Neither the token nor its digest is shown, and there
+    are no actions (whose checkboxes would carry the digest) and no admin log entries (whose text would name it):
+    users rotate and end their own tokens through the API; deactivating a user ends all of theirs."""
+
+    list_display = ("user", "token_start", "created", "expiry")
+    list_display_links = None
+    list_filter = ("expiry",)
+    search_fields = ("user__username",)
+    actions = None
+
+    @admin.display(description="token starts with")
+    def token_start(self, obj):
+        return f"{obj.token_key[:6]}…"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 from spiderweb.ipam import tenant_admin  # noqa: E402,F401  (registers the Tenant admin; needs the mixins above)

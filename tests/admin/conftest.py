@@ -4,7 +4,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from spiderweb.ipam import services
 from tests.ipam import factories as f
@@ -43,5 +43,5 @@ def world(superuser):
     f.coordinator(f.coordinator_document(), owner=tenant)
     services.node_credential_issue(node_name="node-1")
     Group.objects.create(name="operators")
-    Token.objects.create(user=superuser)
+    AuthToken.objects.create(user=superuser)
     return {"tenant": tenant, "subnet": subnet, "pool": pool, "reserved": reserved}

@@ -1,6 +1,8 @@
 """Admin writes go through the services: rule violations show on the form, refused deletes keep the object and say
 why, and every change lands in the change log with the admin user as the actor."""
 
+import re
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.messages import get_messages
@@ -230,12 +232,41 @@ def test_release_action_is_not_offered_without_the_change_permission(client, dja
     assert Allocation.objects.count() == 1
 
 
-def test_issuing_a_node_credential_shows_a_working_token_once(admin_web):
-    response = admin_web.post(reverse("admin:ipam_nodecredential_add"), {"node_name": "node-7"}, follow=True)
-    [message] = [m for m in messages_of(response) if m.startswith("Token for node-7")]
-    token = message.split(": ", 1)[1]
+def _shown_tokens(response) -> list[str]:
+    return re.findall(r'<code class="node-token">([^<]+)</code>', response.content.decode())
+
+
+def _assert_token_only_in_the_page(response, token):
+    assert not [m for m in messages_of(response) if token in m]
+    assert not [c for c in response.cookies.values() if token in c.value]
+    session = response.wsgi_request.session
+    session.save()
+    assert token not in str(dict(session.items()))
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_issuing_a_node_credential_shows_a_working_token_once_never_in_a_cookie(admin_web):
+    # Given the admin, when a node credential is added
+    response = admin_web.post(reverse("admin:ipam_nodecredential_add"), {"node_name": "node-7"})
+    # then the token is in this response's page only: no message, cookie, session or cache holds it
+    assert response.status_code == 200
+    [token] = _shown_tokens(response)
+    _assert_token_only_in_the_page(response, token)
     assert services.node_credential_authenticate(token).node_name == "node-7"
     assert token not in NodeCredential.objects.get(node_name="node-7").token_hash
+    # and the next page does not show it again
+    assert token not in admin_web.get(reverse("admin:ipam_nodecredential_changelist")).content.decode()
+
+
+def test_rotating_node_tokens_shows_the_new_ones_once_never_in_a_cookie(admin_web):
+    services.node_credential_issue(node_name="node-8", created_by=None)
+    credential = NodeCredential.objects.get(node_name="node-8")
+    response = admin_web.post(reverse("admin:ipam_nodecredential_changelist"),
+                              {"action": "rotate_tokens", "_selected_action": [credential.pk]})
+    assert response.status_code == 200
+    [token] = _shown_tokens(response)
+    _assert_token_only_in_the_page(response, token)
+    assert services.node_credential_authenticate(token).node_name == "node-8"
 
 
 def test_deleting_a_tenant_held_by_a_coordinator_shows_the_error(admin_web):

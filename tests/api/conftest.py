@@ -5,7 +5,7 @@ Two tenants; `staff` sees everything, `member` belongs to tenant-a only, `outsid
 """
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from spiderweb.tenancy.models import Tenant
@@ -68,8 +68,8 @@ def api():
     def client_for(user=None) -> APIClient:
         client = APIClient()
         if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            _, token = AuthToken.objects.create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
         return client
 
     return client_for

@@ -4,7 +4,7 @@ import json
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from spiderweb.ipam import services
@@ -117,9 +117,9 @@ def test_workload_endpoint_needs_both_query_parameters(pool):
 
 @pytest.mark.parametrize("keyword", ["Token", "Bearer"])
 def test_a_tenant_users_api_token_is_refused(pool, staff, keyword):
-    token, _ = Token.objects.get_or_create(user=staff)
+    _, token = AuthToken.objects.create(user=staff)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"{keyword} {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"{keyword} {token}")
     response = client.post(ALLOCATE, allocate_body(pod()), format="json")
     assert response.status_code == 401
     assert not Allocation.objects.exists()

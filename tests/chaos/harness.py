@@ -298,6 +298,7 @@ class ChaosLab:
         from tests.e2e.stack import (
             AgentProcess,
             PortalProcess,
+            WebhookProcess,
             agent_identity,
             cluster_rows_create,
             cni_bin_dirs,
@@ -341,7 +342,10 @@ class ChaosLab:
         portal = PortalProcess(self.workdir, env)
         self._add(portal)
         portal.start()
-        portal.register_webhooks(self.api)
+        webhooks = WebhookProcess(self.workdir, env, portal=portal, plane=self.plane)
+        self._add(webhooks)
+        webhooks.start()
+        portal.register_webhooks(self.api, webhooks.url)
         self._add(worker_process(self.workdir, env).start())
         self._add(watcher_process(self.workdir, env).start())
 

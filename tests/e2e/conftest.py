@@ -32,6 +32,7 @@ from tests.e2e.stack import (
     NODES,
     AgentProcess,
     PortalProcess,
+    WebhookProcess,
     agent_identity,
     cluster_rows_create,
     cni_bin_dirs,
@@ -142,12 +143,15 @@ def lab_env(lab, django_db_setup):
 def portal(lab, lab_env, workdir):
     """The portal under gunicorn over HTTPS, registered as the CRDs' admission webhooks (as in tests/mirror)."""
     portal = PortalProcess(workdir, lab_env)
+    webhooks = WebhookProcess(workdir, lab_env, portal=portal, plane=lab.plane)
     try:
         portal.start()
-        portal.register_webhooks(lab.api)
+        webhooks.start()
+        portal.register_webhooks(lab.api, webhooks.url)
         yield portal
     finally:
         portal.unregister_webhooks(lab.api)
+        webhooks.stop()
         portal.stop()
 
 

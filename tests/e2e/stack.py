@@ -170,6 +170,7 @@ class PortalProcess(ServiceProcess):
                                          ip_addresses=["127.0.0.1"], days=1)
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
+        self.cert = cert
         self.ca_path = Path(cert.ca_path)
         self.ca_bundle = cert.ca_bundle
         self._context = ssl.create_default_context(cafile=str(cert.ca_path))
@@ -187,8 +188,9 @@ class PortalProcess(ServiceProcess):
         except OSError:
             return False
 
-    def register_webhooks(self, api: k8s.ApiClient) -> None:
-        """Register the portal as the CRDs' admission webhooks and wait until the API server calls them."""
+    def register_webhooks(self, api: k8s.ApiClient, url: str) -> None:
+        """Register ``url`` (the :class:`WebhookProcess`) as the CRDs' admission webhooks and wait until the API server
+        calls them."""
         registration = k8s.AdmissionregistrationV1Api(api)
         kinds = sorted({k.webhook_name for k in KINDS.values()} - {"spiderendpoint"})
         for mode, create in (("mutate", registration.create_mutating_webhook_configuration),
@@ -196,7 +198,7 @@ class PortalProcess(ServiceProcess):
             kind = "MutatingWebhookConfiguration" if mode == "mutate" else "ValidatingWebhookConfiguration"
             create({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
                     "metadata": {"name": WEBHOOK_CONFIG_NAME},
-                    "webhooks": [_webhook(k, mode, self.url, self.ca_bundle) for k in kinds]})
+                    "webhooks": [_webhook(k, mode, url, self.ca_bundle) for k in kinds]})
         custom = k8s.CustomObjectsApi(api)
 
         def webhooks_active():
@@ -219,6 +221,30 @@ class PortalProcess(ServiceProcess):
                 delete(WEBHOOK_CONFIG_NAME)
             except ApiException:
                 pass
+
+
+class WebhookProcess(ServiceProcess):
+    """The admission webhooks' own listener, as in the chart: the portal's code and certificate, but it accepts only
+    callers presenting the API server's client certificate (mutual TLS); the agents keep the portal's listener."""
+
+    def __init__(self, workdir: Path, env: dict, *, portal: PortalProcess, plane: ControlPlane):
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._context = ssl.create_default_context(cafile=str(portal.ca_path))
+        self._context.load_cert_chain(plane.webhook_client_cert_path, plane.webhook_client_key_path)
+        super().__init__("webhook", [
+            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", f"--bind=127.0.0.1:{self.port}",
+            f"--certfile={portal.cert.cert_path}", f"--keyfile={portal.cert.key_path}", "--workers=1", "--threads=4",
+            "--timeout=60", "--no-control-socket", f"--chdir={REPO}", f"--ca-certs={plane.webhook_client_ca_path}",
+            f"--cert-reqs={int(ssl.CERT_REQUIRED)}"], env, workdir / "gunicorn-webhook.log")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/webhook-health-check", context=self._context,
+                                        timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
 
 def worker_process(workdir: Path, env: dict) -> ServiceProcess:

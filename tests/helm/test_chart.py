@@ -812,8 +812,8 @@ def test_rendered_chart_objects():
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == sorted({
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Deployment",
-        "Job", "MutatingWebhookConfiguration", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
-        "ValidatingWebhookConfiguration"})
+        "Job", "MutatingWebhookConfiguration", "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service",
+        "ServiceAccount", "ValidatingWebhookConfiguration"})
     assert sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Deployment") == [
         "spiderweb-beat", "spiderweb-portal", "spiderweb-watcher", "spiderweb-worker"]
     for doc in docs:
@@ -848,7 +848,9 @@ def test_rendered_webhooks_use_spiderpool_paths_and_the_generated_ca():
         hooks = {h["clientConfig"]["service"]["path"]: h for h in config["webhooks"]}
         assert set(hooks) == {f"/{prefix}-spiderpool-spidernet-io-v2beta1-{k}" for k in WEBHOOK_KINDS}
         for path, hook in hooks.items():
-            assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+            # The validating webhooks write the database, except for dry runs (issue 10 High 1).
+            assert hook["failurePolicy"] == "Fail"
+            assert hook["sideEffects"] == ("NoneOnDryRun" if prefix == "validate" else "None")
             assert hook["admissionReviewVersions"] == ["v1"]
             assert hook["clientConfig"]["caBundle"] == ca
             assert hook["clientConfig"]["service"] == {
@@ -876,6 +878,82 @@ def test_rendered_webhooks_with_provided_ca_and_cert_manager():
     config = _one(docs, "ValidatingWebhookConfiguration")
     assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "spiderweb-system/spiderweb-webhook"
     assert all("caBundle" not in h["clientConfig"] for h in config["webhooks"])
+
+
+def _webhook_container_and_volumes(docs) -> tuple[dict, dict]:
+    spec = _one(docs, "Deployment", "spiderweb-portal")["spec"]["template"]["spec"]
+    return next(c for c in spec["containers"] if c["name"] == "webhook"), {v["name"]: v for v in spec["volumes"]}
+
+
+@needs_helm
+def test_rendered_webhook_listener_requires_the_api_servers_client_certificate():
+    from cryptography import x509
+
+    # Given the default values, when the chart renders
+    docs = _render()
+    # then the webhook gunicorn requires a client certificate signed by the client CA, mounted without its key
+    container, volumes = _webhook_container_and_volumes(docs)
+    assert "--ca-certs=/etc/spiderweb/webhook-client-ca/ca.crt" in container["command"]
+    assert "--cert-reqs=2" in container["command"]
+    assert {"name": "webhook-client-ca", "mountPath": "/etc/spiderweb/webhook-client-ca",
+            "readOnly": True} in container["volumeMounts"]
+    assert volumes["webhook-client-ca"]["secret"] == {
+        "secretName": "spiderweb-webhook-client", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    # and the chart made the client CA and the API server's client certificate, signed by it, for client auth
+    secret = _one(docs, "Secret", "spiderweb-webhook-client")["data"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["ca.crt"]))
+    client = x509.load_pem_x509_certificate(base64.b64decode(secret["tls.crt"]))
+    client.verify_directly_issued_by(ca)
+    usages = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usages
+    assert base64.b64decode(secret["tls.key"]).startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert ca.subject != x509.load_pem_x509_certificate(
+        base64.b64decode(_one(docs, "Secret", "spiderweb-webhook-tls")["data"]["ca.crt"])).subject
+
+    # With a provided client CA: no Secret from the chart, the listener still requires the certificate
+    docs = _render("spiderweb.portal.webhook.clientCA.method=provided",
+                   "spiderweb.portal.webhook.clientCA.secretName=apiserver-client-ca")
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "apiserver-client-ca"]
+    container, volumes = _webhook_container_and_volumes(docs)
+    assert "--cert-reqs=2" in container["command"]
+    assert volumes["webhook-client-ca"]["secret"]["secretName"] == "apiserver-client-ca"
+    # Turned off: any caller (no client CA at all)
+    docs = _render("spiderweb.portal.webhook.clientCA.required=false")
+    container, volumes = _webhook_container_and_volumes(docs)
+    assert not [a for a in container["command"] if a.startswith(("--ca-certs", "--cert-reqs"))]
+    assert "webhook-client-ca" not in volumes
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "spiderweb-webhook-client"]
+    failed = _helm_run("template", "spiderweb", sets=REQUIRED_SETS + ["spiderweb.portal.webhook.clientCA.method=x"],
+                       check=False)
+    assert failed.returncode != 0 and "clientCA.method must be auto or provided" in failed.stderr
+
+
+@needs_helm
+def test_rendered_network_policy_keeps_the_webhook_port_for_the_api_server(tmp_path):
+    # Given the default values, when the chart renders, then the portal pods' webhook port admits only the
+    # API server's peers and every other port stays open
+    policy = _one(_render(), "NetworkPolicy", "spiderweb-webhook")["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "portal"
+    assert policy["policyTypes"] == ["Ingress"]
+    webhook, others = policy["ingress"]
+    assert webhook["ports"] == [{"protocol": "TCP", "port": 5722}]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    assert "from" not in others
+    assert others["ports"] == [{"protocol": "TCP", "port": 1, "endPort": 5721},
+                               {"protocol": "TCP", "port": 5723, "endPort": 65535},
+                               {"protocol": "UDP", "port": 1, "endPort": 65535}]
+    # With the control plane's addresses, only they reach the webhook port (also on another port)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"spiderweb": {"portal": {"webhook": {"port": 9443, "networkPolicy": {
+        "apiServerPeers": [{"ipBlock": {"cidr": "192.0.2.10/32"}}]}}}}}))
+    out = _helm_run("template", "spiderweb", "-f", str(values), sets=REQUIRED_SETS).stdout
+    policy = _one([d for d in yaml.safe_load_all(out) if d], "NetworkPolicy")["spec"]
+    assert policy["ingress"][0] == {"from": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
+                                    "ports": [{"protocol": "TCP", "port": 9443}]}
+    assert policy["ingress"][1]["ports"][0]["endPort"] == 9442
+    # Turned off: no policy
+    assert not [d for d in _render("spiderweb.portal.webhook.networkPolicy.enabled=false")
+                if d["kind"] == "NetworkPolicy"]
 
 
 @needs_helm

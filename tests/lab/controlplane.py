@@ -221,6 +221,11 @@ class ControlPlane:
         self._ca: TinyCA | None = None
         self._ssl: ssl.SSLContext | None = None
         self.kcm_args: list[str] = []
+        # The client certificate kube-apiserver presents to every admission webhook (its own CA, so a webhook that
+        # trusts it trusts nothing else), given to the API server by its AdmissionConfiguration.
+        self.webhook_client_ca_path = self.certs / "webhook-client-ca.crt"
+        self.webhook_client_cert_path = self.certs / "webhook-client.crt"
+        self.webhook_client_key_path = self.certs / "webhook-client.key"
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -316,12 +321,42 @@ class ControlPlane:
         (c / "sa.pub").write_bytes(
             sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
+        self._write_webhook_client_certs()
         for k in c.glob("*.key"):
             k.chmod(0o600)
         # Readiness polling uses the admin cert: anonymous /readyz is 403 until RBAC bootstrap ends.
         ctx = ssl.create_default_context(cafile=str(c / "ca.crt"))
         ctx.load_cert_chain(c / "admin.crt", c / "admin.key")
         self._ssl = ctx
+
+    def _write_webhook_client_certs(self) -> None:
+        """The API server's webhook client certificate and the AdmissionConfiguration that hands it out.
+
+        The kubeconfig's user ``*`` matches every webhook host (Service or URL), as in a cluster whose admin wires
+        the chart's client certificate into ``--admission-control-config-file`` (helm/README.md).
+        """
+        c = self.certs
+        client_ca = TinyCA("spiderweb-lab-webhook-client-ca")
+        self.webhook_client_ca_path.write_bytes(_pem_cert(client_ca.cert))
+        crt, key = client_ca.issue("kube-apiserver-webhook-client")
+        self.webhook_client_cert_path.write_bytes(_pem_cert(crt))
+        self.webhook_client_key_path.write_bytes(_pem_key(key))
+        kubeconfig = c / "webhook-client.kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "users": [{"name": "*", "user": {"client-certificate-data": _b64(_pem_cert(crt)),
+                                             "client-key-data": _b64(_pem_key(key))}}],
+        }, indent=2) + "\n")
+        kubeconfig.chmod(0o600)
+        webhook_admission = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "WebhookAdmissionConfiguration",
+                             "kubeConfigFile": str(kubeconfig)}
+        (c / "admission-config.json").write_text(json.dumps({
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "AdmissionConfiguration",
+            "plugins": [{"name": plugin, "configuration": webhook_admission}
+                        for plugin in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")],
+        }, indent=2) + "\n")
 
     def _write_kubeconfig(self, user: str, crt: Path, key: Path) -> Path:
         """Kubeconfig with embedded data (JSON, which is valid YAML for every reader)."""
@@ -416,6 +451,8 @@ class ControlPlane:
             # only the (disabled) node-lifecycle controller would ever remove.
             "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            # Webhooks may require the API server's client certificate (mutual TLS, as the chart's does).
+            f"--admission-control-config-file={c / 'admission-config.json'}",
             # Keep a loopback IP out of the `kubernetes` Service endpoints.
             "--endpoint-reconciler-type=none",
             "--profiling=false",

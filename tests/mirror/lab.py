@@ -138,11 +138,17 @@ class Portal:
     url: str
     process: subprocess.Popen
     log: Path
+    ca_path: Path  # the serving certificate's CA
 
 
 @pytest.fixture(scope="session")
 def webhook_portal(mirror_lab, lab_env, tmp_path_factory):
-    """The portal under gunicorn over HTTPS on a free loopback port, registered as the CRDs' admission webhooks."""
+    """The portal under gunicorn over HTTPS on a free loopback port, registered as the CRDs' admission webhooks.
+
+    Like the chart's webhook listener it requires the API server's client certificate (mutual TLS): a caller
+    without one is refused in the TLS handshake.
+    """
+    plane = mirror_lab.plane
     workdir = tmp_path_factory.mktemp("webhook")
     cert = webhook_certificate_write(workdir, dns_names=["localhost"], ip_addresses=["127.0.0.1"], days=1)
     port = free_port()
@@ -152,10 +158,12 @@ def webhook_portal(mirror_lab, lab_env, tmp_path_factory):
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", f"--bind=127.0.0.1:{port}",
              f"--certfile={cert.cert_path}", f"--keyfile={cert.key_path}", "--workers=1", "--threads=4",
-             "--timeout=30", "--no-control-socket", f"--chdir={REPO}"],
+             "--timeout=30", "--no-control-socket", f"--chdir={REPO}",
+             f"--ca-certs={plane.webhook_client_ca_path}", f"--cert-reqs={int(ssl.CERT_REQUIRED)}"],
             env=lab_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     context = ssl.create_default_context(cafile=str(cert.ca_path))
+    context.load_cert_chain(plane.webhook_client_cert_path, plane.webhook_client_key_path)
 
     def healthy():
         if process.poll() is not None:
@@ -189,7 +197,7 @@ def webhook_portal(mirror_lab, lab_env, tmp_path_factory):
             return False
 
         wait_for("the API server to call the webhooks", webhooks_active, timeout=30)
-        yield Portal(url=url, process=process, log=log)
+        yield Portal(url=url, process=process, log=log, ca_path=cert.ca_path)
     finally:
         for delete in (admissionregistration.delete_mutating_webhook_configuration,
                        admissionregistration.delete_validating_webhook_configuration):

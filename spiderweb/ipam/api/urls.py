@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from spiderweb.ipam.api import internal, views
+from spiderweb.ipam.api import internal, tokens, views
 
 router = DefaultRouter()
 router.register("tenants", views.TenantViewSet, basename="tenant")
@@ -16,6 +16,10 @@ router.register("changes", views.ObjectChangeViewSet, basename="objectchange")
 public_urlpatterns = [
     path("settings/", views.ClusterSettingsView.as_view(), name="cluster-settings"),
     path("explain/", views.ExplainView.as_view(), name="explain"),
+    path("auth/token/", tokens.TokenIssueView.as_view(), name="token-issue"),
+    path("auth/token/rotate/", tokens.TokenRotateView.as_view(), name="token-rotate"),
+    path("auth/token/logout/", tokens.TokenLogoutView.as_view(), name="token-logout"),
+    path("auth/token/logout-all/", tokens.TokenLogoutAllView.as_view(), name="token-logout-all"),
     *router.urls,
 ]
 
