@@ -303,7 +303,10 @@ def spider_coordinator_apply(plane: ControlPlane, api: k8s.ApiClient) -> dict:
     from spiderweb.ipam.models import Coordinator
 
     core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
-    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": CONTROL_PLANE_NODE}})
+    # Tainted as kubeadm taints it, so DaemonSets (and nothing else) schedule no pods on it.
+    core.create_node({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": CONTROL_PLANE_NODE, "labels": {"node-role.kubernetes.io/control-plane": ""}},
+                      "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}})
     core.create_namespaced_pod("kube-system", plane.kcm_pod_manifest())
     custom.create_cluster_custom_object(GROUP, VERSION, "spidercoordinators", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderCoordinator", "metadata": {"name": "default"},

@@ -50,12 +50,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.netns, pytest.mark.slow]
 TIMEOUT = 90
 # The beat resync (60 s) is what reclaims a third-party controller's pools; its pods' release comes first.
 RESYNC_TIMEOUT = 150
-# SpiderSubnet name -> (CIDR, ips, gateway). CIDRs of their own: no pool of test_deployment.py is adopted by them.
+# SpiderSubnet name -> (CIDR, ips, gateway). CIDRs of their own: no pool of another e2e module is adopted by them.
 SUBNETS = {
-    "e2e-sub-web": ("10.78.0.0/16", ["10.78.1.1-10.78.1.40"], "10.78.0.1"),
-    "e2e-sub-nic0": ("10.79.0.0/16", ["10.79.1.1-10.79.1.20"], "10.79.0.1"),
-    "e2e-sub-nic1": ("10.80.0.0/16", ["10.80.1.1-10.80.1.20"], "10.80.0.1"),
-    "e2e-sub-apps": ("10.81.0.0/16", ["10.81.1.1-10.81.1.60"], "10.81.0.1"),
+    "e2e-sub-web": ("10.88.0.0/16", ["10.88.1.1-10.88.1.40"], "10.88.0.1"),
+    "e2e-sub-nic0": ("10.89.0.0/16", ["10.89.1.1-10.89.1.20"], "10.89.0.1"),
+    "e2e-sub-nic1": ("10.90.0.0/16", ["10.90.1.1-10.90.1.20"], "10.90.0.1"),
+    "e2e-sub-apps": ("10.91.0.0/16", ["10.91.1.1-10.91.1.60"], "10.91.0.1"),
 }
 SECOND_NAD = "macvlan-second"  # the net1 attachment of the two-NIC case
 EXAMPLE = Path(__file__).resolve().parents[1] / "helm" / "examples" / "dual-stack-subnet.yaml"
@@ -264,7 +264,7 @@ def test_deployment_pool_follows_replicas_and_goes_with_the_deployment(e2e, subn
     affinity = pool["spec"]["podAffinity"]["matchLabels"]
     assert (affinity[APP_API_GROUP], affinity[APP_KIND], affinity[APP_NAMESPACE], affinity[APP_NAME]) == (
         "apps", "Deployment", namespace, "web")
-    assert (pool["spec"]["subnet"], pool["spec"]["gateway"]) == ("10.78.0.0/16", "10.78.0.1")
+    assert (pool["spec"]["subnet"], pool["spec"]["gateway"]) == ("10.88.0.0/16", "10.88.0.1")
     assert pool_ips(pool).issubset(RangeSet.parse(SUBNETS[subnet][1]))
     wait_subnet_free(e2e, subnet, free - 3)
 
