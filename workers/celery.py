@@ -7,6 +7,7 @@ from celery import Celery
 from spiderweb.controllers.config import kubernetes_configured
 from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.mirror.config import mirror_config
+from workers import metrics  # noqa: F401 - connects the task and worker signals that count task runs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
 
