@@ -14,6 +14,7 @@ import os
 import time
 
 from celery import signals
+from kombu.exceptions import ChannelError
 from prometheus_client import start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -66,12 +67,20 @@ class QueueDepthCollector(Collector):
             with self.app.connection_for_read() as connection:
                 channel = connection.default_channel
                 for queue in queues:
-                    depth.add_metric([queue], channel.queue_declare(queue=queue, passive=True).message_count)
+                    depth.add_metric([queue], _queue_depth(channel, queue))
             up.add_metric([], 1)
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; a scrape must still answer
             log.warning("queue depth unreadable: %s", exc)
             up.add_metric([], 0)
         yield from (depth, up)
+
+
+def _queue_depth(channel, queue: str) -> int:
+    """Messages waiting in ``queue``; a queue the broker does not know yet (Redis: nothing was ever sent) is empty."""
+    try:
+        return channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError:
+        return 0
 
 
 def metrics_serve(app, *, address: str, port: int):
