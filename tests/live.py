@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.lab.controlplane import free_port
-from tests.mirror.lab import stop_process, wait_for
+from tests.mirror.lab import stop_process, wait_for  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
