@@ -331,15 +331,24 @@ def ippool_explain(*, request: AllocateRequest) -> dict:
     Says which pool would serve each NIC and family, and why every other candidate was rejected or skipped.
     """
     cluster = ClusterSettings.load_cached()
-    trace: list = []
-    result: dict = {"ok": True}
-    with transaction.atomic():
-        try:
-            rows = _allocate_locked(request, cluster, trace)
-            result["response"] = allocation_response(rows, cluster)
-        except IPAMError as exc:
-            result = {"ok": False, "error": exc.to_dict()}
-        transaction.set_rollback(True)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        trace: list = []
+        result: dict = {"ok": True}
+        with transaction.atomic():
+            try:
+                rows = _allocate_locked(request, cluster, trace)
+                result["response"] = allocation_response(rows, cluster)
+            except IPAMError as exc:
+                result = {"ok": False, "error": exc.to_dict()}
+            except _StaleCatalog:
+                # A pool younger than the cached catalog (or changed since): explain again from fresh data, as
+                # ippool_allocate does; on the last attempt say so instead of failing with a 500.
+                result = {"ok": False, "error": Unavailable("pools kept changing while explaining; retry").to_dict()}
+                if attempt < MAX_ATTEMPTS:
+                    transaction.set_rollback(True)
+                    continue
+            transaction.set_rollback(True)
+        break
     result["nics"] = trace
     return result
 

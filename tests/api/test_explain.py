@@ -84,3 +84,15 @@ def test_another_tenants_pool_names_are_redacted_for_members(api, member, tenant
 
 def test_anonymous_cannot_explain(api):
     assert api().post(EXPLAIN, {"facts": f.facts().to_dict()}, format="json").status_code == 401
+
+
+def test_a_pool_younger_than_the_cached_catalog_is_explained_not_a_500(api, staff, tenant_a):
+    # Given a catalog cached by an earlier explain
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10"], owner=tenant_a)
+    assert explain(api(staff), f.facts("web-0", annotations=ippool_annotation("p1"))).status_code == 200
+    # When a pool made just now is named
+    f.pool("p2", "10.2.0.0/24", ["10.2.0.10"], owner=tenant_a)
+    response = explain(api(staff), f.facts("web-1", annotations=ippool_annotation("p2")))
+    # Then it is explained from fresh data
+    assert response.status_code == 200, response.json()
+    assert response.json()["nics"][0]["accepted"] == ["p2"]
