@@ -13,6 +13,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(public_urlpatterns)),
+    path("api/v1/", include("spiderweb.controllers.gc.urls")),
     path("api/internal/v1/", include(internal_urlpatterns)),
     path("", include("spiderweb.controllers.mirror.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -29,6 +29,8 @@ PUBLIC_PATHS = {
     "/api/v1/changes/{id}/": {"get"},
     "/api/v1/settings/": {"get", "patch"},
     "/api/v1/explain/": {"post"},
+    "/api/v1/gc/check/": {"get", "post"},
+    "/api/v1/gc/scan/": {"post"},
 }
 
 
