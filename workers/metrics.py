@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PORT_ENV = "SPIDERWEB_WORKER_METRICS_PORT"
 ADDRESS_ENV = "SPIDERWEB_WORKER_METRICS_ADDRESS"
+BROKER_TIMEOUT = 3.0  # seconds a scrape may spend reading the queue depth
 OUTCOMES = {"SUCCESS": "success", "RETRY": "retry", "FAILURE": "failure"}
 
 _started: dict[str, float] = {}
@@ -64,7 +65,8 @@ class QueueDepthCollector(Collector):
         up = GaugeMetricFamily("spiderweb_celery_broker_up", "1 when the broker answered the last queue-depth read")
         queues = sorted(self.app.amqp.queues) or [self.app.conf.task_default_queue]
         try:
-            with self.app.connection_for_read() as connection:
+            with self.app.connection_for_read(connect_timeout=BROKER_TIMEOUT) as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT)
                 channel = connection.default_channel
                 for queue in queues:
                     depth.add_metric([queue], _queue_depth(channel, queue))
