@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 
+from django.db import DatabaseError
 from django.db.models import Count
 from django.http import HttpResponse
 from prometheus_client.core import GaugeMetricFamily
@@ -33,9 +34,23 @@ TOKEN_ENV = "SPIDERWEB_METRICS_TOKEN"
 
 
 class PoolCollector(Collector):
-    """Pool and subnet totals and per-object address counts, computed from the database at scrape time."""
+    """Pool and subnet totals and per-object address counts, computed from the database at scrape time.
+
+    A database that does not answer costs the scrape these gauges, not the scrape: ``spiderweb_database_up`` says 0.
+    """
 
     def collect(self):
+        up = GaugeMetricFamily("spiderweb_database_up", "1 when the portal read the pool gauges from the database")
+        try:
+            families = list(self._families())
+        except DatabaseError as exc:
+            log.warning("pool gauges unavailable: %s", exc)
+            families = []
+        up.add_metric([], 1 if families else 0)
+        yield from families
+        yield up
+
+    def _families(self):
         pool_total = GaugeMetricFamily("spiderpool_total_ippool_counts", "Number of SpiderIPPools")
         subnet_total = GaugeMetricFamily("spiderpool_total_subnet_counts", "Number of SpiderSubnets")
         by_pool = ["SpiderIPPool"]
