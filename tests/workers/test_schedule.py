@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ALWAYS = ["prune-change-log", "verify-allocation-integrity"]
+ALWAYS = ["prune-change-log", "prune-pod-tombstones", "verify-allocation-integrity"]
 
 
 def schedule(**env: str) -> dict:
