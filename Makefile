@@ -30,6 +30,8 @@ test-deps: $(STAMP)
 	bash tests/lab/build.sh
 	bash tests/helm/build_helm.sh
 	$(MAKE) --no-print-directory image
+	@command -v prometheus >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends prometheus; }  # runs the dashboard's queries in tests/helm
 
 ## image: the OCI image (image/build.sh; rebuilt only when the packaged sources change) and containerd + runc to
 ## run it (tests/image). Prints the archive's path, its size and the build time.
