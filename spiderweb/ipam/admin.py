@@ -218,7 +218,7 @@ class IPPoolAdmin(ServiceBackedAdmin):
     search_fields = ("name", "subnet", "ips")
     readonly_fields = ("owner_subnet", "generation", "created_at", "updated_at")
     exclude = ("scan_from", "fresh_exhausted", "k8s_uid", "k8s_resource_version", "synced_generation", "terminating",
-               "auto_app_uid", "auto_interface", "annotations")
+               "auto_app_uid", "auto_interface", "auto_desired", "annotations")
     inlines = [AllocationInline]
     spec_fields = tuple(services.POOL_FIELDS)
     list_fields = ("ips", "exclude_ips", "namespace_name", "node_name", "multus_name")
