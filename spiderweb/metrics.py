@@ -84,11 +84,20 @@ RECONCILE_DURATION = Histogram("spiderweb_controller_reconcile_duration_seconds"
                                "run, seconds", ["controller", "task"], buckets=TASK_BUCKETS, registry=REGISTRY)
 
 
+# Database errors the API answers 503 `unavailable` (spiderweb.ipam.api.errors), by class name: this module
+# imports no Django.
+UNAVAILABLE_ERRORS = {"OperationalError", "InterfaceError"}
+
+
 def result_of(exc: BaseException | None) -> str:
-    """The ``result`` label of an outcome: ``ok``, an IPAM error's stable code, or ``internal``."""
+    """The ``result`` label of an outcome: ``ok``, an IPAM error's stable code, ``unavailable`` for a lost database
+    or a lock timeout, else ``internal``."""
     if exc is None:
         return "ok"
-    return str(getattr(exc, "code", "") or "internal")
+    if type(exc).__name__ in UNAVAILABLE_ERRORS:
+        return "unavailable"
+    code = getattr(exc, "code", "")
+    return code if isinstance(code, str) and code else "internal"
 
 
 @contextmanager

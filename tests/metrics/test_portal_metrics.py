@@ -155,3 +155,15 @@ def _post(url, body, token) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_result_label_of_each_kind_of_outcome():
+    from django.db import OperationalError
+
+    from spiderweb.engine.errors import Exhausted
+    from spiderweb.metrics import result_of
+
+    assert result_of(None) == "ok"
+    assert result_of(Exhausted("all IP addresses used out")) == "ip_exhausted"
+    assert result_of(OperationalError("lock timeout")) == "unavailable"
+    assert result_of(ValueError("bug")) == "internal"
