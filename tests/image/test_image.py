@@ -112,6 +112,8 @@ def run_once(runtime: Containerd, *command: str, env: dict | None = None) -> sub
 
 
 def test_the_archive_is_an_oci_layout_that_names_the_chart_default():
+    if not ARCHIVE.exists():
+        _missing(f"no image archive at {ARCHIVE}: run `make image`")
     with tarfile.open(ARCHIVE) as archive:
         names = archive.getnames()
         index = json.load(archive.extractfile("index.json"))
