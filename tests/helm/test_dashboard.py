@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 
 from agent.metrics import AgentMetrics
-from spiderweb import metrics
+from spiderweb import __version__, metrics
 from spiderweb.ipam.metrics import PoolCollector
 from tests.helm.test_chart import _env, _one, _render, needs_helm
 from workers.metrics import QueueDepthCollector
@@ -170,6 +170,7 @@ def test_portal_and_worker_run_with_multiprocess_metrics_and_the_default_image_i
     images = {c["image"] for d in docs if d["kind"] in ("Deployment", "DaemonSet", "Job")
               for c in d["spec"]["template"]["spec"]["containers"]}
     assert images == {f"localhost/spiderweb:{_chart_app_version()}"}
+    assert _chart_app_version() == __version__  # the tag `make image` gives the image
 
 
 def _chart_app_version() -> str:
