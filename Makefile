@@ -38,7 +38,7 @@ test-deps: $(STAMP)
 image: $(STAMP)
 	@command -v containerd >/dev/null && command -v runc >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends containerd runc; }
-	@PYTHON=$(abspath $(PY)) bash image/build.sh | tail -1 | xargs ls -lh | awk '{print "image:", $$9, $$5}'
+	@set -o pipefail; PYTHON=$(abspath $(PY)) bash image/build.sh | tail -1 | xargs ls -lh | awk '{print "image:", $$9, $$5}'
 	@tail -1 $${SPIDERWEB_IMAGE_CACHE:-/var/cache/spiderweb-image}/build-times.log
 
 ## wheel: the project's wheel in dist/ (the image installs the same one)
