@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos clean cni-package
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos clean cni-package image wheel
 
 include tests/lab/lab.mk
 
@@ -29,11 +29,27 @@ test-deps: $(STAMP)
 	bash tests/infra/services.sh >/dev/null
 	bash tests/lab/build.sh
 	bash tests/helm/build_helm.sh
+	$(MAKE) --no-print-directory image
+	@command -v prometheus >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends prometheus; }  # runs the dashboard's queries in tests/helm
+
+## image: the OCI image (image/build.sh; rebuilt only when the packaged sources change) and containerd + runc to
+## run it (tests/image). Prints the archive's path, its size and the build time.
+image: $(STAMP)
+	@command -v containerd >/dev/null && command -v runc >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends containerd runc; }
+	@set -o pipefail; PYTHON=$(abspath $(PY)) bash image/build.sh | tail -1 | xargs ls -lh | awk '{print "image:", $$9, $$5}'
+	@tail -1 $${SPIDERWEB_IMAGE_CACHE:-/var/cache/spiderweb-image}/build-times.log
+
+## wheel: the project's wheel in dist/ (the image installs the same one)
+wheel: $(STAMP)
+	$(PY) -m pip wheel --no-deps -w dist .
+	rm -rf build *.egg-info
 
 test: test-deps
 	@set -euo pipefail; \
 	eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
-	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1; \
+	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1 SPIDERWEB_REQUIRE_IMAGE=1; \
 	$(MAKE) --no-print-directory lint; \
 	$(PY) manage.py makemigrations --check --dry-run; \
 	echo "== allocator on the embedded default (SQLite)"; \

@@ -2,8 +2,8 @@
 
 Start-up follows spec §12.3: read the environment, install the CNI executables, tune host sysctls when asked, wait
 for the Kubernetes API (kubernetes mode), then serve until SIGTERM/SIGINT and stop cleanly (in-flight requests are
-allowed to finish, the socket file is removed). Exit codes: 0 after a clean stop, 2 for a bad configuration, 1 for
-a failed start-up.
+allowed to finish, the socket file is removed). ``--version`` prints the version and exits. Exit codes: 0 after a
+clean stop, 2 for a bad configuration, 1 for a failed start-up.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ log = logging.getLogger("agent")
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--version"]:
+        from spiderweb import __version__
+
+        sys.stdout.write(f"spiderweb-agent {__version__}\n")
+        return 0
     try:
         config = agent_config.load()
     except agent_config.ConfigError as exc:

@@ -73,6 +73,8 @@ class Agent:
             admission=self.admission,
             metrics=self.metrics,
         )
+        self.metrics.watch(in_flight=lambda: self.admission.active, waiting=lambda: self.admission.waiting,
+                           token_present=lambda: bool(self.portal.token.get()))
         self.socket_server: UnixHTTPServer | None = None
         self.probe_server: ProbeServer | None = None
         self.metrics_server = None

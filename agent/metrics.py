@@ -13,6 +13,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from spiderweb import __version__
+
 BUCKETS = (0.1, 0.3, 0.5, 1, 3, 5, 7, 10, 15)
 PREFIX = "spiderpool_ipam"
 
@@ -97,6 +99,19 @@ class AgentMetrics:
         self.auto_pool_waits = Counter("spiderpool_debug_auto_pool_waited_for_available_counts",
                                        "ADDs that waited for their SpiderSubnet auto pool to exist or grow",
                                        registry=self.registry)
+
+    def watch(self, *, in_flight, waiting, token_present) -> None:
+        """Agent health read when scraped: requests in flight and waiting in the limiter, whether a node token is
+        there (without one the agent is not ready), and the version."""
+        Gauge("spiderweb_agent_requests_in_flight", "Socket API requests being served", registry=self.registry
+              ).set_function(in_flight)
+        Gauge("spiderweb_agent_requests_waiting", "Socket API requests waiting in the limiter queue",
+              registry=self.registry).set_function(waiting)
+        Gauge("spiderweb_agent_node_token_present", "1 when the agent has its portal token (else it is not ready)",
+              registry=self.registry).set_function(lambda: 1 if token_present() else 0)
+        info = Gauge("spiderweb_build_info", "Version of the running Spiderweb component", ["version", "component"],
+                     registry=self.registry)
+        info.labels(version=__version__, component="agent").set(1)
 
     def record_allocation(self, *, seconds: float, waited: float | None, error_code: str | None) -> None:
         """One ``POST /v1/ipam/ip``; ``error_code`` is the failure's stable code, ``None`` on success."""

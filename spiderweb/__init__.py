@@ -1,1 +1,3 @@
 """Spiderweb: Spiderpool-compatible underlay IPAM with a Django portal. No side effects on import."""
+
+__version__ = "0.1.0"

@@ -97,6 +97,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "spiderweb.ipam.metrics.MetricsMiddleware",  # GET /metrics, before the host check (Prometheus scrapes pod IPs)
+    "spiderweb.ipam.health.HealthMiddleware",  # GET /healthz (database), before the host check (kubelet probes)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/login/", login_throttled(admin.site.login), name="admin-login-throttled"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(public_urlpatterns)),
+    path("api/v1/", include("spiderweb.controllers.gc.urls")),
     path("api/internal/v1/", include(internal_urlpatterns)),
     path("", include("spiderweb.controllers.mirror.urls")),
     path("", include("spiderweb.controllers.multus.urls")),

@@ -9,6 +9,7 @@ from spiderweb.controllers.coordinator.config import coordinator_config
 from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.mirror.config import mirror_config
 from spiderweb.controllers.multus.config import multus_config
+from workers import metrics  # noqa: F401 - connects the task and worker signals that count task runs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
 

@@ -28,6 +28,7 @@ from django.conf import settings as django_settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from spiderweb import metrics
 from spiderweb.engine import autopool
 from spiderweb.engine.errors import (
     Conflict,
@@ -125,7 +126,7 @@ def _pod_lock(pod_uid: str) -> None:
     """
     if connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, metrics.lock_wait("pod"):
         cursor.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", [POD_LOCK_CLASS, pod_uid])
 
 
@@ -139,6 +140,11 @@ def ippool_allocate(*, request: AllocateRequest, pod_reader: PodReader | None = 
     recorded on another node under another UID (a re-creation across nodes), never on the usual path. Without one,
     such a re-creation is refused with a retryable error (`CrossNodeReplacement`).
     """
+    with metrics.timed(metrics.ALLOCATIONS, metrics.ALLOCATION_DURATION):
+        return _ippool_allocate(request, pod_reader)
+
+
+def _ippool_allocate(request: AllocateRequest, pod_reader: PodReader | None) -> dict:
     facts = request.facts
     if not facts.alive:
         raise InvalidInput(f"pod {facts.namespace}/{facts.name} is terminating or finished (dead Pod)")
@@ -353,7 +359,8 @@ def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = Fal
     blocked = {v: reserved_ranges(v) for v in {version for _, version, _ in plan}}
     wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
     rows = IPPool.objects if dry_run else IPPool.objects.select_for_update(no_key=True)
-    locked = list(rows.filter(pk__in=wanted).order_by("pk"))
+    with metrics.lock_wait("pool"):
+        locked = list(rows.filter(pk__in=wanted).order_by("pk"))
     if len(locked) != len(wanted) or any(p.generation != wanted[p.pk] for p in locked):
         pool_catalog_invalidate()
         raise _StaleCatalog("a candidate pool changed while planning")
@@ -709,7 +716,7 @@ def ippool_release(
     `dead_sandbox_id` is the container ID of a CNI DEL for a pod the agent knows will never be alive again: the
     sandbox is remembered (`PodTombstone`), so an ADD of it that this DEL overtook is refused when it arrives.
     """
-    with transaction.atomic():
+    with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION), transaction.atomic():
         _pod_lock(pod_uid)
         if connection.vendor == "postgresql":
             return _release_postgresql(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason, node=node,
@@ -772,14 +779,25 @@ def _release_postgresql(
               "dead_sandbox_id": dead_sandbox_id}
     with connection.cursor() as cursor:
         cursor.execute(_RELEASE_SQL, params)
-        return [address for (address,) in cursor.fetchall()]
+        released = [address for (address,) in cursor.fetchall()]
+    if released:
+        metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
+    return released
 
 
-def allocation_release(*, allocation: Allocation, reason: str) -> list[str]:
-    """Release one allocation (admin action); the endpoint goes when it holds nothing more."""
+def allocation_release(*, allocation: Allocation, reason: str, pod_uid: str | None = None) -> list[str]:
+    """Release one allocation (admin action); the endpoint goes when it holds nothing more.
+
+    With ``pod_uid`` it is guarded like a CNI DEL: when the address is now held by another pod incarnation (a
+    StatefulSet pod re-bound to a new UID keeps the row), nothing is released and ``Conflict`` says who holds it.
+    Released already: nothing happens (an empty list).
+    """
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=allocation.endpoint_id)
         rows = list(Allocation.objects.filter(pk=allocation.pk).select_related("pool"))
+        if pod_uid is not None and rows and rows[0].pod_uid != pod_uid:
+            raise Conflict(f"{rows[0].address} is held by pod UID {rows[0].pod_uid}, not {pod_uid}; nothing released",
+                           details={"address": rows[0].address, "podUID": rows[0].pod_uid})
         released = _release_rows(rows, reason=reason, endpoint=endpoint)
         _endpoint_delete_if_empty(endpoint)
     return released
@@ -806,6 +824,7 @@ def _release_rows(rows: list[Allocation], *, reason: str, endpoint: Endpoint | N
         update_fields=["released_at"],
     )
     _history_close(rows, endpoint, reason=reason, now=now)
+    metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(rows))
     return [r.address for r in rows]
 
 

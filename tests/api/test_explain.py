@@ -163,3 +163,15 @@ def test_a_malformed_pool_pattern_is_refused_not_skipped(api, staff, pattern):
     body = response.json()
     assert response.status_code == 400, body
     assert body["ok"] is False and f"pool name pattern {pattern!r} is malformed" in body["error"]["message"]
+
+
+def test_a_pool_younger_than_the_cached_catalog_is_explained_not_a_500(api, staff, tenant_a):
+    # Given a catalog cached by an earlier explain
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10"], owner=tenant_a)
+    assert explain(api(staff), f.facts("web-0", annotations=ippool_annotation("p1"))).status_code == 200
+    # When a pool made just now is named
+    f.pool("p2", "10.2.0.0/24", ["10.2.0.10"], owner=tenant_a)
+    response = explain(api(staff), f.facts("web-1", annotations=ippool_annotation("p2")))
+    # Then it is explained from fresh data
+    assert response.status_code == 200, response.json()
+    assert response.json()["nics"][0]["accepted"] == ["p2"]

@@ -37,6 +37,8 @@ PUBLIC_PATHS = {
     "/api/v1/auth/token/rotate/": {"post"},
     "/api/v1/auth/token/logout/": {"post"},
     "/api/v1/auth/token/logout-all/": {"post"},
+    "/api/v1/gc/check/": {"get", "post"},
+    "/api/v1/gc/scan/": {"post"},
 }
 
 

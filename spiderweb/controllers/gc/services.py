@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from spiderweb import metrics
 from spiderweb.controllers.config import kube_client
 from spiderweb.controllers.enqueue import task_send
 from spiderweb.controllers.gc.config import gc_config
@@ -127,8 +129,8 @@ def _release_if_garbage(traced: TracedPod, client: KubeClient, now: _dt.datetime
     if endpoint is None:
         # Nothing recorded under this UID: released already (CNI DEL), or re-created. A DEL that raced the
         # pod's first ADD is covered by the allocator's per-pod ordering; releasing by UID costs nothing here.
-        released = ippool_release(namespace=traced.namespace, name=traced.name, pod_uid=traced.uid,
-                                  reason="gc-traced")
+        released = _gc_release("trace", namespace=traced.namespace, name=traced.name, pod_uid=traced.uid,
+                               reason="gc-traced")
         return "released" if released else "nothing held"
     checker = OwnerValidity(client)
     if checker.static(endpoint) and checker.valid(endpoint):
@@ -142,11 +144,24 @@ def _release_if_garbage(traced: TracedPod, client: KubeClient, now: _dt.datetime
         if decision.stop_at > now:
             TracedPod.objects.filter(pk=traced.pk).update(stop_at=decision.stop_at)
             return "not due"
-    released = ippool_release(namespace=traced.namespace, name=traced.name, pod_uid=traced.uid, reason="gc-traced")
+    released = _gc_release("trace", namespace=traced.namespace, name=traced.name, pod_uid=traced.uid,
+                           reason="gc-traced")
     if released:
         log.info("GC released %s of %s/%s (%s): %s", ", ".join(released), traced.namespace, traced.name,
                  traced.uid, traced.reason)
     return "released" if released else "nothing held"
+
+
+def _gc_release(path: str, **release) -> list[str]:
+    """``ippool_release`` counted as Spiderpool counts GC releases (spec §13.2), plus what it released by path."""
+    metrics.IP_GC.inc()
+    try:
+        released = ippool_release(**release)
+    except Exception:
+        metrics.IP_GC_FAILURES.inc()
+        raise
+    metrics.GC_RELEASED_IPS.labels(path=path).inc(len(released))
+    return released
 
 
 def _node_ready(client: KubeClient, pod: dict) -> bool:
@@ -193,7 +208,21 @@ class OwnerValidity:
 def gc_scan(*, client: KubeClient | None = None, now: _dt.datetime | None = None) -> dict:
     """Spec §7.3: compare every endpoint with the API server's pods; release, trace or keep. Returns counts."""
     if not gc_config().enabled:
+        metrics.GC_SCANS.labels(result="disabled").inc()
         return {"disabled": True}
+    started = time.perf_counter()
+    try:
+        counts = _gc_scan(client=client, now=now)
+    except Exception:
+        metrics.GC_SCANS.labels(result="failed").inc()
+        raise
+    finally:
+        metrics.GC_SCAN_DURATION.observe(time.perf_counter() - started)
+    metrics.GC_SCANS.labels(result="done").inc()
+    return counts
+
+
+def _gc_scan(*, client: KubeClient | None, now: _dt.datetime | None) -> dict:
     client = client or kube_client()
     switches = gc_config().switches
     pods = {(meta(p).get("namespace"), meta(p).get("name")): p for p in client.list(resources.POD)[0]}
@@ -255,8 +284,8 @@ def _scan_decider(endpoint: Endpoint, owners: OwnerValidity, ready: dict[str, bo
 
 def gc_release_endpoint(endpoint: Endpoint, *, reason: str) -> list[str]:
     """Release what this endpoint's pod incarnation holds, re-checked by UID under the endpoint's row lock."""
-    released = ippool_release(namespace=endpoint.namespace, name=endpoint.name, pod_uid=endpoint.uid,
-                              reason="gc-scan")
+    released = _gc_release("scan", namespace=endpoint.namespace, name=endpoint.name, pod_uid=endpoint.uid,
+                           reason="gc-scan")
     if released:
         log.info("GC released %s of %s/%s (%s): %s", ", ".join(released), endpoint.namespace, endpoint.name,
                  endpoint.uid, reason)

@@ -9,6 +9,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from spiderweb import metrics
 from spiderweb.engine.errors import IPAMError, Unavailable
 from spiderweb.ipam.validation import WIRE_NAMES, SpecInvalid
 
@@ -61,6 +62,7 @@ def database_unavailable(exc: OperationalError | InterfaceError) -> Unavailable:
     """
     sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc.__cause__, "pgcode", None)
     log.warning("database error answered as 503 unavailable: %s", exc)
+    metrics.DB_RETRYABLE.labels(sqlstate=sqlstate or "connection").inc()
     message = DATABASE_RETRY_MESSAGES.get(sqlstate or "", "the database is unavailable; retry")
     return Unavailable(message, details={"sqlstate": sqlstate} if sqlstate else {})
 

@@ -374,5 +374,11 @@ class ExplainResultSerializer(serializers.Serializer):
     nics = serializers.ListField(child=serializers.JSONField())
 
 
+class ReleaseRequestSerializer(serializers.Serializer):
+    """Optional guard of an admin release: the pod UID expected to hold the address."""
+
+    podUID = serializers.CharField(required=False, help_text="Release only while this pod UID holds the address.")
+
+
 class ReleaseResultSerializer(serializers.Serializer):
     released = serializers.ListField(child=serializers.CharField())

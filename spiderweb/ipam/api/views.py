@@ -388,11 +388,17 @@ class AllocationViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return selectors.allocation_list_for_user(self.request.user)
 
-    @extend_schema(request=None, responses=s.ReleaseResultSerializer)
+    @extend_schema(request=s.ReleaseRequestSerializer, responses=s.ReleaseResultSerializer)
     @action(detail=True, methods=["post"], permission_classes=[ReleasePermission])
     def release(self, request, pk=None):
-        """Release this address now (admin action); the history records who did it."""
-        released = allocation.allocation_release(allocation=self.get_object(), reason=f"admin:{request.user}")
+        """Release this address now (admin action); the history records who did it.
+
+        With `podUID` the release happens only while that pod incarnation holds the address (409 otherwise).
+        """
+        body = s.ReleaseRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        released = allocation.allocation_release(allocation=self.get_object(), reason=f"admin:{request.user}",
+                                                 pod_uid=body.validated_data.get("podUID"))
         return Response({"released": released})
 
 

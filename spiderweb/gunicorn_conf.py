@@ -1,0 +1,17 @@
+"""gunicorn settings the portal needs for its metrics: ``gunicorn -c python:spiderweb.gunicorn_conf ...``.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set, each gunicorn worker writes its metric values to files in that directory
+and ``/metrics`` merges them (``spiderweb.metrics``): the master clears an earlier run's files when it starts and
+tells prometheus_client when a worker exits. Without the variable these hooks do nothing. Command-line options
+still apply on top of this file.
+"""
+
+from spiderweb import metrics
+
+
+def on_starting(server):
+    metrics.multiprocess_dir_reset()
+
+
+def child_exit(server, worker):
+    metrics.multiprocess_process_dead(worker.pid)
