@@ -92,7 +92,8 @@ def _reconcile_one(app: App, subnet_name: str, interface: str, version: int, des
             log.info("auto pool %s created for %s %s/%s with %d addresses", name, app.kind, app.namespace,
                      app.name, plan.ips.count())
         elif plan.ips != current or {**(pool.labels or {}), **labels} != pool.labels:
-            pool = services.ippool_update(pool=pool, spec=spec, labels={**(pool.labels or {}), **labels})
+            pool = services.ippool_update(pool=pool, spec=spec, labels={**(pool.labels or {}), **labels},
+                                          by_application_controller=True)
         annotations = {**(pool.annotations or {}), ANNO_IPPOOL_IP_NUMBER: str(ip_number)}
         IPPool.objects.filter(pk=pool.pk).update(auto_app_uid=app.uid, auto_interface=interface, auto_desired=desired,
                                                  annotations=annotations)

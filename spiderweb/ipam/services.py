@@ -17,7 +17,7 @@ from spiderweb.changelog.models import ObjectChange
 from spiderweb.changelog.services import object_change_record, object_snapshot
 from spiderweb.engine.errors import Conflict, NotFound, PoolInUse
 from spiderweb.engine.keys import LABEL_IPPOOL_CIDR, LABEL_OWNER_SUBNET, LABEL_SUBNET_CIDR
-from spiderweb.engine.ranges import cidr_label
+from spiderweb.engine.ranges import RangeSet, cidr_label
 from spiderweb.ipam import validation
 from spiderweb.ipam.models import Allocation, ClusterSettings, Coordinator, IPPool, NodeCredential, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
@@ -84,11 +84,21 @@ def ippool_create(
     return pool
 
 
-def ippool_update(*, pool: IPPool, spec: dict, labels: dict | None = None) -> IPPool:
-    """Update a pool's spec; ipVersion and subnet are immutable and allocated addresses cannot be dropped."""
+def ippool_update(*, pool: IPPool, spec: dict, labels: dict | None = None,
+                  by_application_controller: bool = False) -> IPPool:
+    """Update a pool's spec; ipVersion and subnet are immutable and allocated addresses cannot be dropped.
+
+    The addresses of a SpiderSubnet auto pool are the application controller's (spec §1.2): only it passes
+    ``by_application_controller``; the REST API, the admin and the webhooks are refused a change of them.
+    """
     with transaction.atomic():
         validation.spec_lock()
         pool = IPPool.objects.select_for_update().get(pk=pool.pk)
+        if pool.auto_app_uid and not by_application_controller and "ips" in spec and \
+                RangeSet.parse(spec["ips"] or [], pool.ip_version) != RangeSet.parse(pool.ips or [], pool.ip_version):
+            raise validation.SpecInvalid({"ips": [
+                f"the addresses of auto-created IPPool {pool.name} are managed by the application controller; change "
+                f"ipam.spidernet.io/ippool-ip-number on the application instead"]})
         before = object_snapshot(pool)
         merged = {name: getattr(pool, name) for name in POOL_FIELDS} | spec
         clean = validation.ippool_clean(merged, instance=pool)

@@ -176,3 +176,22 @@ def test_the_rest_api_and_the_admin_say_which_workload_owns_an_auto_pool(subnet,
                                         "interface": "eth0", "desiredIPCount": 3, "ipNumber": "+1"}
     page = admin_client.get(f"/admin/ipam/ippool/{IPPool.objects.get(name=state.pool).pk}/change/")
     assert "Deployment default/web (eth0), 3 of 3 addresses, ippool-ip-number +1" in page.content.decode()
+
+
+def test_only_the_application_controller_changes_an_auto_pools_addresses(subnet):
+    from rest_framework.test import APIClient
+
+    from spiderweb.ipam.validation import SpecInvalid
+
+    [state] = reconcile(app(), 2)
+    pool = IPPool.objects.get(name=state.pool)
+    with pytest.raises(SpecInvalid, match="managed by the application controller"):
+        services.ippool_update(pool=pool, spec={"ips": ["10.70.0.10-10.70.0.20"]})
+    services.ippool_update(pool=pool, spec={"ips": pool.ips, "disable": True})  # other fields stay editable
+    api = APIClient()
+    from django.contrib.auth import get_user_model
+
+    api.force_authenticate(get_user_model().objects.create_superuser("root2", "r2@example.com", "pw"))
+    response = api.patch(f"/api/v1/pools/{pool.pk}/", {"ips": ["10.70.0.10-10.70.0.20"]}, format="json")
+    assert response.status_code == 400 and "application controller" in response.json()["ips"][0]
+    assert IPPool.objects.get(pk=pool.pk).ips == pool.ips
