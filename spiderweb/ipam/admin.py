@@ -14,7 +14,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from knox.models import AuthToken
 
@@ -267,7 +267,7 @@ class SubnetAdmin(ServiceBackedAdmin):
     list_display = ("name", "tenant", "ip_version", "subnet", "gateway", "pools", "allocated", "total", "utilization")
     list_filter = ("ip_version", "terminating", "tenant")
     search_fields = ("name", "subnet")
-    readonly_fields = ("generation", "created_at", "updated_at")
+    readonly_fields = ("pools_in_subnet", "generation", "created_at", "updated_at")
     exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
     spec_fields = tuple(services.SUBNET_FIELDS)
     list_fields = ("ips", "exclude_ips")
@@ -288,6 +288,22 @@ class SubnetAdmin(ServiceBackedAdmin):
     @admin.display(description="pools", ordering="n_pools")
     def pools(self, obj):
         return obj.n_pools
+
+    @admin.display(description="pools cut from this subnet")
+    def pools_in_subnet(self, obj):
+        """Every pool of the subnet with its usage and, for an auto pool, the workload it serves."""
+        if obj.pk is None:
+            return "—"
+        pools = obj.pools.annotate(n=Count("allocations")).order_by("name")
+        if not pools:
+            return "none"
+        rows = format_html_join(
+            "", "<li><a href=\"{}\">{}</a>: {} of {} addresses allocated{}</li>",
+            ((reverse("admin:ipam_ippool_change", args=[p.pk]), p.name, p.n, p.total_ip_count,
+              f" — auto pool of {p.labels.get(keys.LABEL_OWNER_APP_KIND, '')} "
+              f"{p.labels.get(keys.LABEL_OWNER_APP_NAMESPACE, '')}/{p.labels.get(keys.LABEL_OWNER_APP_NAME, '')}"
+              if p.auto_app_uid else "") for p in pools))
+        return format_html("<ul>{}</ul>", rows)
 
     @admin.display(description="allocated", ordering="n_alloc")
     def allocated(self, obj):

@@ -195,3 +195,9 @@ def test_only_the_application_controller_changes_an_auto_pools_addresses(subnet)
     response = api.patch(f"/api/v1/pools/{pool.pk}/", {"ips": ["10.70.0.10-10.70.0.20"]}, format="json")
     assert response.status_code == 400 and "application controller" in response.json()["ips"][0]
     assert IPPool.objects.get(pk=pool.pk).ips == pool.ips
+
+
+def test_the_subnet_page_lists_its_pools_with_their_usage(subnet, admin_client):
+    [state] = reconcile(app(), 2)
+    page = admin_client.get(f"/admin/ipam/subnet/{subnet.pk}/change/").content.decode()
+    assert f"{state.pool}</a>: 0 of 3 addresses allocated — auto pool of Deployment default/web" in page
