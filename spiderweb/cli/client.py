@@ -47,8 +47,8 @@ class PortalClient:
             raise CliError(f"portal URL {self.url!r} is not an http(s) URL (use --portal or SPIDERWEB_PORTAL_URL)",
                            EXIT_USAGE)
         if not self.token:
-            raise CliError("no API token: pass --token, or set SPIDERWEB_TOKEN or SPIDERWEB_TOKEN_FILE (create one in "
-                           "the admin under Auth Token > Tokens, or `manage.py drf_create_token <user>`)", EXIT_AUTH)
+            raise CliError("no API token: pass --token, or set SPIDERWEB_TOKEN or SPIDERWEB_TOKEN_FILE (get one with "
+                           "`curl -u <user> -X POST <portal>/api/v1/auth/token/`)", EXIT_AUTH)
         self.url = self.url.rstrip("/")
         self._context = ssl.create_default_context(cafile=self.ca_file) if parts.scheme == "https" else None
 

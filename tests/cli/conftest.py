@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from spiderweb.cli.commands import main
 from tests import live
@@ -49,7 +49,7 @@ def run(capsys):
 
     def call(portal, user, *argv: str, token: str | None = None) -> Result:
         if token is None and user is not None:
-            token = Token.objects.get_or_create(user=user)[0].key
+            token = AuthToken.objects.create(user=user)[1]
         capsys.readouterr()
         args = ["--portal", portal.url, *argv] + (["--token", token] if token else [])
         code = main(args)

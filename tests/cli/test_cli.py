@@ -301,9 +301,9 @@ def test_a_refused_token_is_exit_4(portal, run):
 
 
 def test_token_from_the_environment_and_from_a_file(portal, run, staff, pools, monkeypatch, tmp_path):
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
-    key = Token.objects.get_or_create(user=staff)[0].key
+    key = AuthToken.objects.create(user=staff)[1]
     monkeypatch.setenv("SPIDERWEB_TOKEN", key)
     assert run(portal, None, "show").code == EXIT_OK
     monkeypatch.delenv("SPIDERWEB_TOKEN")
@@ -327,9 +327,9 @@ def test_a_url_that_is_not_http_is_exit_2(run, staff):
 
 
 def test_the_script_as_a_process_and_its_version(portal, staff, pools):
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
-    key = Token.objects.get_or_create(user=staff)[0].key
+    key = AuthToken.objects.create(user=staff)[1]
     env = {"SPIDERWEB_PORTAL_URL": portal.url, "SPIDERWEB_TOKEN": key, "PATH": "/usr/bin:/bin"}
     shown = subprocess.run([sys.executable, "-m", "spiderweb.cli", "show", "pools", "nope"], env=env,
                            capture_output=True, text=True, timeout=60, cwd=live.REPO)

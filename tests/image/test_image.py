@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from spiderweb import __version__
 from tests import live
@@ -154,7 +154,7 @@ def test_the_portal_in_the_image_answers_its_health_check_against_postgresql(con
     # Given a pool in the test database and the portal from the image, as the chart runs it: a non-root user, a
     # read-only root filesystem with a writable /tmp, several gunicorn workers with multiprocess metrics
     f.pool("image-pool", "10.80.0.0/24", ["10.80.0.10-10.80.0.19"])
-    token = Token.objects.create(user=staff).key
+    token = AuthToken.objects.create(user=staff)[1]
     port = free_port()
     env = {k: v for k, v in live.live_env().items() if k in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env |= {"SPIDERWEB_SECRET_KEY": "image-test", "SPIDERWEB_STATE_DIR": "/tmp/spiderweb",

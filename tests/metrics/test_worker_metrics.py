@@ -8,7 +8,7 @@ import json
 
 import pytest
 from celery import Celery
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from spiderweb.cli.commands import main as cli
 from spiderweb.ipam import allocation
@@ -46,7 +46,7 @@ def test_worker_counts_runs_and_a_scan_asked_for_by_the_cli_releases_a_leak(tran
     ghost = f.facts("ghost", namespace="ops-nowhere",
                     annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["leaky"]})})
     allocation.ippool_allocate(request=AllocateRequest(facts=ghost, if_name="eth0"))
-    token = Token.objects.create(user=staff).key
+    token = AuthToken.objects.create(user=staff)[1]
     # And a worker and the portal, both pointed at the lab
     env = live.live_env(KUBECONFIG=str(mirror_lab.plane.kubeconfig))
     (tmp_path / "worker").mkdir()
