@@ -8,6 +8,7 @@ portal and is cached for a few seconds: it changes rarely and every pod start wo
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from agent import request_fields as rf
@@ -23,6 +24,11 @@ from spiderweb.engine.keys import ANNO_DEFAULT_ROUTE_NIC
 log = logging.getLogger(__name__)
 
 _CLUSTER = "cluster"
+
+# ``details.reason`` of an ``invalid_input`` that the CNI shims report with a CNI code of the spec's own
+# (cni/errors.py): a bad value in the network config is code 7, a netns that does not exist is code 3.
+INVALID_CONFIG = "invalid_config"
+UNKNOWN_CONTAINER = "unknown_container"
 
 
 class CoordinatorService:
@@ -75,6 +81,7 @@ class CoordinatorService:
         """``POST /v1/coordinator/add``: returns ``{"result": <CNI result>}``."""
         call = _CoordinatorCall.parse(body, need_prev_result=True)
         merged = _merge(call.config, self._for_pod(call.namespace, call.name, call.uid))
+        _require_netns(call.netns, merged)
         result = netlink_coordinator.coordinator_add(
             netns_path=call.netns, if_name=call.if_name, container_id=call.container_id, config=merged,
             prev_result=call.prev_result, host_netns_path=self.host_netns_path,
@@ -109,6 +116,7 @@ class CoordinatorService:
         """``POST /v1/coordinator/check``."""
         call = _CoordinatorCall.parse(body, need_prev_result=False)
         merged = _merge(call.config, self._for_pod(call.namespace, call.name, call.uid))
+        _require_netns(call.netns, merged)
         netlink_coordinator.coordinator_check(
             netns_path=call.netns, if_name=call.if_name, container_id=call.container_id, config=merged,
             host_netns_path=self.host_netns_path,
@@ -123,7 +131,7 @@ class CoordinatorService:
             # The node's namespace, as for the coordinator's host side (a lab node lives in a netns of its own).
             result = netlink_ifacer.ifacer_add(config=config, netns_path=self.host_netns_path)
         except ValueError as exc:
-            raise InvalidInput(f"invalid ifacer config: {exc}") from exc
+            raise InvalidInput(f"invalid ifacer config: {exc}", details={"reason": INVALID_CONFIG}) from exc
         return {"result": result}
 
 
@@ -153,4 +161,16 @@ def _merge(entry: dict, defaults: dict) -> coordinator_config.CoordinatorConfig:
     try:
         return coordinator_config.merge(entry, defaults)
     except ValueError as exc:
-        raise InvalidInput(f"invalid coordinator config: {exc}") from exc
+        raise InvalidInput(f"invalid coordinator config: {exc}", details={"reason": INVALID_CONFIG}) from exc
+
+
+def _require_netns(netns: str, config: coordinator_config.CoordinatorConfig) -> None:
+    """ADD and CHECK work inside the pod's netns; one that does not exist is the spec's "unknown container".
+
+    ``mode: disable`` touches no netns (the result is ``prevResult``), so it needs none, as in the shim.
+    """
+    if config.mode == coordinator_config.MODE_DISABLE:
+        return
+    if not netns or not os.path.exists(netns):
+        raise InvalidInput(f"network namespace {netns!r} does not exist",
+                           details={"reason": UNKNOWN_CONTAINER, "netNamespace": netns})

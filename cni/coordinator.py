@@ -72,6 +72,7 @@ def cmd_add(invocation: Invocation) -> dict:
             "coordinator needs a prevResult: chain it after the main plugin in the conflist",
         )
     invocation.pod.require_identity()
+    invocation.require_netns()
     answer = _client(conf).call("POST", "/v1/coordinator/add", _body(invocation, prev))
     if not isinstance(answer, dict) or not isinstance(answer.get("result"), dict):
         raise errors.AgentBadResponse("/v1/coordinator/add answer has no 'result' object")
@@ -109,6 +110,7 @@ def cmd_check(invocation: Invocation) -> None:
     if conf.disabled:
         return None
     invocation.pod.require_identity()
+    invocation.require_netns()
     _client(conf).call("POST", "/v1/coordinator/check", _body(invocation, prev))
     return None
 
@@ -129,7 +131,7 @@ def cmd_gc(invocation: Invocation) -> None:
 
 def cmd_version(invocation: Invocation) -> dict:
     """The supported spec versions."""
-    return version_info()
+    return version_info(invocation.cni_version)
 
 
 HANDLERS = {

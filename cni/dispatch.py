@@ -136,10 +136,18 @@ def _as_cni_error(exc: BaseException, plugin: str) -> errors.CNIError:
 
 
 def _read_all(stream: object) -> bytes:
-    if stream is None:
+    """All of stdin; nothing from a terminal (a person running ``CNI_COMMAND=VERSION spiderpool`` by hand)."""
+    if stream is None or _is_terminal(stream):
         return b""
     data = stream.read()
     return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _binary(stream: object) -> object:

@@ -74,6 +74,13 @@ AGENT_CODE_TO_CNI = {
     "internal": INTERNAL,
 }
 
+# An ``invalid_input`` whose ``details.reason`` says what was invalid gets the spec's code for it
+# (the agent's ``agent/coordination.py`` sets these): a bad network config value, a netns that does not exist.
+AGENT_INVALID_INPUT_REASON_TO_CNI = {
+    "invalid_config": INVALID_NETWORK_CONFIG,
+    "unknown_container": UNKNOWN_CONTAINER,
+}
+
 # Used only when an error body carries no code we know (a proxy error page, an older agent).
 _HTTP_STATUS_TO_AGENT_CODE = {
     400: "invalid_input",
@@ -151,6 +158,9 @@ def cni_error_from_agent_error(error: AgentError) -> CNIError:
     ``details`` keeps the agent code, HTTP status and structured details for whoever debugs it.
     """
     cni_code = AGENT_CODE_TO_CNI.get(error.code, INTERNAL)
+    reason = error.details.get("reason") if isinstance(error.details, dict) else None
+    if error.code == "invalid_input" and isinstance(reason, str):
+        cni_code = AGENT_INVALID_INPUT_REASON_TO_CNI.get(reason, cni_code)
     details = {"agentCode": error.code, "httpStatus": error.status}
     if error.details not in (None, {}, []):
         details["details"] = error.details

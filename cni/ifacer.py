@@ -147,7 +147,7 @@ def cmd_gc(invocation: Invocation) -> None:
 
 def cmd_version(invocation: Invocation) -> dict:
     """The supported spec versions."""
-    return version_info()
+    return version_info(invocation.cni_version)
 
 
 HANDLERS = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,18 @@ class Invocation:
         except ResultFormatError as exc:
             raise errors.CNIError(errors.INVALID_NETWORK_CONFIG, f"invalid prevResult: {exc}") from exc
 
+    def require_netns(self) -> None:
+        """Code 3 (container unknown) when ``CNI_NETNS`` names nothing: the sandbox is gone or never existed.
+
+        Checked by the shims before the agent is called, so an ADD for a dead sandbox allocates nothing.
+        """
+        if not self.netns or not os.path.exists(self.netns):
+            raise errors.CNIError(
+                errors.UNKNOWN_CONTAINER,
+                f"network namespace {self.netns!r} does not exist",
+                f"CNI_NETNS of container {self.container_id} names no file",
+            )
+
 
 def error_version(config_version: object) -> str:
     """The ``cniVersion`` to stamp on an error: the caller's if we speak it, else our newest."""
@@ -108,14 +121,14 @@ def read_command(environ: Mapping[str, str]) -> str:
 def read_invocation(environ: Mapping[str, str], read_stdin: Callable[[], bytes]) -> Invocation:
     """Build the ``Invocation`` for this process or raise ``CNIError``.
 
-    ``read_stdin`` is only called for commands that take a config, so VERSION never blocks on a terminal.
+    VERSION reads stdin only to echo the request's ``cniVersion`` (the dispatcher never reads a terminal).
     """
     command = read_command(environ)
     missing = [name for name in REQUIRED_ENV[command] if not environ.get(name)]
     if missing:
         raise errors.CNIError(errors.INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
     if command == "VERSION":
-        return Invocation(command=command, cni_version=LATEST_VERSION)
+        return Invocation(command=command, cni_version=version_request(read_stdin))
     container_id = environ.get("CNI_CONTAINERID", "")
     ifname = environ.get("CNI_IFNAME", "")
     if "CNI_CONTAINERID" in REQUIRED_ENV[command]:
@@ -142,6 +155,19 @@ def read_invocation(environ: Mapping[str, str], read_stdin: Callable[[], bytes])
     except errors.CNIError as exc:
         exc.cni_version = error_version(config.get("cniVersion"))
         raise
+
+
+def version_request(read_stdin: Callable[[], bytes]) -> str:
+    """The ``cniVersion`` a VERSION answer carries: the request's when we speak it, else our newest.
+
+    The spec's VERSION result echoes the ``cniVersion`` of the request config; a request without one (or with
+    one we do not speak, or no config at all) gets the newest version, as the reference skel answers.
+    """
+    try:
+        config = decode_config(read_stdin())
+    except (errors.CNIError, OSError):
+        return LATEST_VERSION
+    return error_version(config.get("cniVersion"))
 
 
 def decode_config(data: bytes) -> dict:

@@ -78,6 +78,7 @@ def cmd_add(invocation: Invocation) -> dict:
     """Allocate through the agent and print the addresses and routes of CNI_IFNAME only."""
     conf = ipam_config(invocation.config)
     invocation.pod.require_identity()
+    invocation.require_netns()
     client = _client(conf)
     _require_healthy(client)
     answer = client.call(
@@ -168,7 +169,7 @@ def cmd_gc(invocation: Invocation) -> None:
 
 def cmd_version(invocation: Invocation) -> dict:
     """The supported spec versions."""
-    return version_info()
+    return version_info(invocation.cni_version)
 
 
 HANDLERS = {

@@ -30,6 +30,6 @@ def is_legacy_result_version(version: str) -> bool:
     return parse_version(version) < (1, 0, 0)
 
 
-def version_info() -> dict:
-    """The VERSION answer: the reference skel reports its own newest version plus the supported list."""
-    return {"cniVersion": LATEST_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}
+def version_info(cni_version: str = LATEST_VERSION) -> dict:
+    """The VERSION answer: the request's ``cniVersion`` (spec "VERSION Success") plus the supported list."""
+    return {"cniVersion": cni_version, "supportedVersions": list(SUPPORTED_VERSIONS)}

@@ -361,9 +361,12 @@ def test_the_real_cni_executable_adds_and_deletes_through_the_agent(agent, tmp_p
         "type": "spiderpool", "default_ipv4_ippool": ["v4-pool"], "log_file_path": str(tmp_path / "cni.log"),
         "ipam_unix_socket_path": agent.config.socket_path}}
 
+    netns = tmp_path / "netns"  # must exist: the plugin refuses an ADD for a missing netns (code 3)
+    netns.write_text("")
+
     def run(command: str, **extra) -> subprocess.CompletedProcess:
         env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "abc123",
-               "CNI_NETNS": "/var/run/netns/none", "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path / "bin"),
+               "CNI_NETNS": str(netns), "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path / "bin"),
                "CNI_ARGS": f"K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=cni-pod;K8S_POD_UID={uid}"}
         done = subprocess.run([str(executable)], input=json.dumps({**config, **extra}), env=env,
                               capture_output=True, text=True, timeout=60)

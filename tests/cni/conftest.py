@@ -293,8 +293,16 @@ def netns(tmp_path):
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def pod_netns(tmp_path_factory):
+    """The default ``CNI_NETNS`` of ``run_cni``: an existing file (the plugins refuse an ADD for a missing netns)."""
+    path = tmp_path_factory.mktemp("netns") / "cni-1"
+    path.write_text("")
+    return str(path)
+
+
 @pytest.fixture
-def run_cni(executables, python_bin):
+def run_cni(executables, python_bin, pod_netns):
     """Run a packaged executable the way a runtime does; returns ``CniRun``.
 
     ``config`` (a dict) or ``stdin`` (bytes) is the network config; ``env`` overrides/extends the CNI_*
@@ -309,7 +317,7 @@ def run_cni(executables, python_bin):
         stdin=None,
         env=None,
         unset=(),
-        netns="/var/run/netns/cni-1",
+        netns=None,
         ifname="eth0",
         args=POD_ARGS,
         container_id=CONTAINER_ID,
@@ -319,7 +327,7 @@ def run_cni(executables, python_bin):
             "PATH": f"{python_bin}:/usr/bin:/bin",
             "CNI_COMMAND": command,
             "CNI_CONTAINERID": container_id,
-            "CNI_NETNS": netns,
+            "CNI_NETNS": pod_netns if netns is None else netns,
             "CNI_IFNAME": ifname,
             "CNI_ARGS": args,
             "CNI_PATH": "/opt/cni/bin",

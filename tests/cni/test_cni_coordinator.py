@@ -247,3 +247,31 @@ def test_log_options_log_file_is_written(agent, run_cni, configs, netns, tmp_pat
     run_cni("coordinator", "ADD", config, netns=netns).ok()
 
     assert "coordinator ADD containerID=4e9f0c1d2b3a" in log_path.read_text()
+
+
+@pytest.mark.parametrize("command", ["ADD", "CHECK"])
+def test_add_and_check_for_a_missing_netns_are_code_3_without_the_agent(command, agent, run_cni, configs, tmp_path):
+    missing = str(tmp_path / "netns-gone")
+    config = configs.coordinator("1.0.0", agent.socket_path, prev=PREV_1X)
+
+    error = run_cni("coordinator", command, config, netns=missing).error()
+
+    assert error["code"] == 3
+    assert missing in error["msg"]
+    assert agent.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "cni_code"),
+    [("invalid_config", 7), ("unknown_container", 3), ("something_else", 101), (["invalid_config"], 101)],
+)
+def test_add_maps_the_reason_of_agent_invalid_input(reason, cni_code, agent, run_cni, configs, netns):
+    # The agent names what was invalid: a wrong-type config value is the spec's code 7, a vanished netns code 3
+    body = {"code": "invalid_input", "message": "invalid coordinator config: vethMTU must be an integer",
+            "details": {"reason": reason}}
+    agent.answer("POST", "/v1/coordinator/add", 400, body)
+    config = configs.coordinator("1.0.0", agent.socket_path, prev=PREV_1X)
+
+    error = run_cni("coordinator", "ADD", config, netns=netns).error()
+
+    assert (error["code"], error["msg"]) == (cni_code, body["message"])

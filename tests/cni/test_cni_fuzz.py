@@ -24,7 +24,7 @@ VALID_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_PO
 GOOD_ENV = {
     "CNI_COMMAND": "ADD",
     "CNI_CONTAINERID": "4e9f0c1d2b3a",
-    "CNI_NETNS": "/var/run/netns/cni-1",
+    "CNI_NETNS": "/proc/self/ns/net",  # exists wherever the tests run: an ADD for a missing netns is code 3
     "CNI_IFNAME": "eth0",
     "CNI_PATH": "/opt/cni/bin",
     "CNI_ARGS": VALID_ARGS,
@@ -135,6 +135,7 @@ def _env_valid(env: dict) -> bool:
         env.get("CNI_COMMAND") == "ADD"
         and bool(CONTAINER_ID.fullmatch(env.get("CNI_CONTAINERID", "")))
         and bool(env.get("CNI_NETNS"))
+        and os.path.exists(env["CNI_NETNS"])
         and _valid_ifname(env.get("CNI_IFNAME", ""))
         and bool(env.get("CNI_PATH"))
         and env.get("CNI_ARGS") == VALID_ARGS

@@ -56,7 +56,7 @@ def test_every_command_every_version(plugin, command, version, agent, run_cni, c
         return
     output = run.ok()
     if command == "VERSION":
-        assert output == {"cniVersion": "1.1.0", "supportedVersions": list(VERSIONS)}
+        assert output == {"cniVersion": version, "supportedVersions": list(VERSIONS)}
         assert agent.calls() == []
     elif command == "ADD":
         assert output["cniVersion"] == version

@@ -20,7 +20,7 @@ EXPECTED_ETH0_1X = {
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_add_prints_only_the_requested_nic_in_the_requested_version(version, agent, run_cni, configs):
+def test_add_prints_only_the_requested_nic_in_the_requested_version(version, agent, run_cni, configs, pod_netns):
     # Given a pod whose allocation covers eth0 (dual-stack) and net1
     config = configs.ipam(
         version,
@@ -40,7 +40,7 @@ def test_add_prints_only_the_requested_nic_in_the_requested_version(version, age
     assert agent.calls("POST")[0].body == {
         "containerID": "4e9f0c1d2b3a",
         "ifName": "eth0",
-        "netNamespace": "/var/run/netns/cni-1",
+        "netNamespace": pod_netns,
         "podNamespace": "team-a",
         "podName": "web-0",
         "podUID": POD_UID,
@@ -50,6 +50,21 @@ def test_add_prints_only_the_requested_nic_in_the_requested_version(version, age
         "matchMasterSubnet": True,
         "network": "macvlan-underlay",
     }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_add_for_a_missing_netns_is_code_3_and_allocates_nothing(version, agent, run_cni, configs, tmp_path):
+    # Given a sandbox whose netns is gone (or never existed)
+    missing = str(tmp_path / "netns-gone")
+
+    # When the runtime adds eth0
+    error = run_cni("spiderpool", "ADD", configs.ipam(version, agent.socket_path), netns=missing).error()
+
+    # Then the ADD fails with "container unknown" and the agent is never asked for an address
+    assert error["code"] == 3
+    assert error["cniVersion"] == version
+    assert missing in error["msg"]
+    assert agent.calls() == []
 
 
 def test_add_for_second_nic_prints_its_address_without_gateway(agent, run_cni, configs):
@@ -181,7 +196,8 @@ def test_add_rejects_answers_that_break_the_contract(answer, agent, run_cni, con
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_del_releases_and_prints_nothing(version, agent, run_cni, configs):
-    run = run_cni("spiderpool", "DEL", configs.ipam(version, agent.socket_path))
+    # The sandbox is already gone: DEL still releases (only ADD needs the netns)
+    run = run_cni("spiderpool", "DEL", configs.ipam(version, agent.socket_path), netns="/var/run/netns/cni-1")
 
     assert run.ok() is None and run.stdout == ""
     assert [r.body for r in agent.calls("DELETE", "/v1/ipam/ip")] == [
@@ -342,11 +358,20 @@ def test_gc_when_agent_unreachable_is_try_again_later(run_cni, configs, short_tm
     assert run_cni("spiderpool", "GC", config).error()["code"] == 11
 
 
-@pytest.mark.parametrize("stdin", [b"", b'{"cniVersion": "0.4.0"}', b"garbage"])
-def test_version_ignores_stdin_and_env_beyond_the_command(stdin, run_cni):
+@pytest.mark.parametrize("stdin", [b"", b"{}", b'{"cniVersion": "0.2.0"}', b'{"cniVersion": 1}', b"[]", b"garbage"])
+def test_version_without_a_usable_cniversion_answers_the_newest(stdin, run_cni):
     run = run_cni("spiderpool", "VERSION", stdin=stdin, unset=("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"))
 
     assert run.ok() == {"cniVersion": "1.1.0", "supportedVersions": list(VERSIONS)}
+
+
+@pytest.mark.parametrize("plugin", ["spiderpool", "coordinator", "ifacer"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_version_echoes_the_request_cniversion(plugin, version, run_cni):
+    stdin = json.dumps({"cniVersion": version}).encode()
+    run = run_cni(plugin, "VERSION", stdin=stdin, unset=("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"))
+
+    assert run.ok() == {"cniVersion": version, "supportedVersions": list(VERSIONS)}
 
 
 @pytest.mark.parametrize("command", ["ADD", "DEL"])

@@ -368,7 +368,9 @@ def test_executable_runs_on_python_3_9(executables, agent, configs):
     python39 = _find_python("3.9")
     if python39 is None:
         pytest.skip("no python3.9 on this machine")
-    env = dict(ENV, CNI_ARGS="K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0", PATH="/usr/bin:/bin")
+    env = dict(
+        ENV, CNI_ARGS="K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0", PATH="/usr/bin:/bin", CNI_NETNS="/proc/self/ns/net"
+    )
     config = json.dumps(configs.ipam("1.1.0", agent.socket_path)).encode()
 
     done = subprocess.run(
