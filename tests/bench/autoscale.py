@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.e2e import conftest as e2e_lab
+from tests.mirror.lab import wait_for
 
 # The e2e lab's fixtures, as they are; names in the test module win over every conftest's and plugin's.
 django_db_setup, _db_open, e2e_host, workdir, lab, lab_env = (
@@ -61,14 +62,8 @@ STATIC_POOL, STATIC_CIDR = "bench-static", "10.91.0.0/16"
 
 
 def _poll(what: str, check, timeout: float = TIMEOUT, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """The lab's ``wait_for`` with the bench's defaults."""
+    return wait_for(what, check, timeout=timeout, interval=interval)
 
 
 def _deployment(name: str, replicas: int, annotations: dict) -> dict:
