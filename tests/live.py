@@ -93,6 +93,7 @@ def worker_start(workdir: Path, env: dict, *, concurrency: int = 2) -> Process:
     """A prefork Celery worker with its metrics listener (multiprocess metrics in ``workdir/prometheus``)."""
     if not env.get("CELERY_BROKER_URL", "").startswith("redis://"):
         pytest.skip("the live worker needs a Redis broker (CELERY_BROKER_URL=redis://...)")
+    _broker_empty(env["CELERY_BROKER_URL"])
     port = free_port()
     log = workdir / "worker.log"
     env = env | {"PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"), "SPIDERWEB_WORKER_METRICS_PORT": str(port),
@@ -109,6 +110,18 @@ def worker_start(workdir: Path, env: dict, *, concurrency: int = 2) -> Process:
 
     wait_for("the Celery worker", up, timeout=60)
     return worker
+
+
+def _broker_empty(url: str) -> None:
+    """Drop what an earlier test left in the live Redis database (messages a stopped worker had reserved come back
+    there), so each worker counts only its own test's tasks."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 def stop(proc: Process) -> None:

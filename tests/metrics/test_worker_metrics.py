@@ -64,17 +64,24 @@ def test_worker_counts_runs_and_a_scan_asked_for_by_the_cli_releases_a_leak(tran
         assert cli(["gc", "--portal", portal.url, "--token", token]) == 0
         assert "full GC scan queued" in capsys.readouterr().out
 
+        seen = {}
+
         def scanned():
             scraped = live.scrape(f"{worker.url}/metrics")
-            try:
-                done = scraped.value("spiderweb_gc_scans_total", result="done")
-                runs = scraped.value("spiderweb_controller_reconciles_total", controller="tasks", outcome="success")
-                failed = scraped.value("spiderweb_controller_reconciles_total", outcome="failure")
-            except AssertionError:
-                return None
-            return scraped if done == 1 and runs == 2 and failed == 1 else None
+            for key, name, labels in (("done", "spiderweb_gc_scans_total", {"result": "done"}),
+                                      ("runs", "spiderweb_controller_reconciles_total",
+                                       {"controller": "tasks", "outcome": "success"}),
+                                      ("failed", "spiderweb_controller_reconciles_total", {"outcome": "failure"})):
+                try:
+                    seen[key] = scraped.value(name, **labels)
+                except AssertionError:
+                    seen[key] = None
+            return scraped if seen == {"done": 1, "runs": 2, "failed": 1} else None
 
-        scraped = wait_for("the worker to run the tasks and the scan", scanned, timeout=60)
+        try:
+            scraped = wait_for("the worker to run the tasks and the scan", scanned, timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last scrape {seen}; worker log:\n{worker.log_tail()}") from None
         # Then the scan released the leak and counted it under Spiderpool's name and ours
         assert not Allocation.objects.filter(address="10.61.0.10").exists()
         assert scraped.value("spiderpool_ip_gc_counts_total") == 1
