@@ -769,7 +769,8 @@ def _helm() -> str | None:
 
 HELM = _helm()
 needs_helm = pytest.mark.skipif(HELM is None, reason="no helm binary (build one with tests/helm/build_helm.sh)")
-REQUIRED_SETS = ["spiderweb.database.url=postgresql://u:p@db:5432/spiderweb", "spiderweb.broker.url=redis://r:6379/0"]
+REQUIRED_SETS = ["spiderweb.database.url=postgresql://u:p@db:5432/spiderweb", "spiderweb.broker.url=redis://r:6379/0",
+                 "spiderweb.portal.webhook.networkPolicy.apiServerPeers[0].ipBlock.cidr=192.0.2.1/32"]
 
 
 def _helm_run(*args: str, sets: list[str] = (), check: bool = True) -> subprocess.CompletedProcess:
@@ -802,7 +803,7 @@ def test_helm_lint_passes():
 
 @needs_helm
 def test_helm_refuses_to_render_without_database_and_broker():
-    result = _helm_run("template", "spiderweb", check=False)
+    result = _helm_run("template", "spiderweb", sets=REQUIRED_SETS[2:], check=False)
     assert result.returncode != 0 and "spiderweb.database.url is required" in result.stderr
 
 
@@ -930,14 +931,14 @@ def test_rendered_webhook_listener_requires_the_api_servers_client_certificate()
 
 @needs_helm
 def test_rendered_network_policy_keeps_the_webhook_port_for_the_api_server(tmp_path):
-    # Given the default values, when the chart renders, then the portal pods' webhook port admits only the
+    # Given the required values, when the chart renders, then the portal pods' webhook port admits only the
     # API server's peers and every other port stays open
     policy = _one(_render(), "NetworkPolicy", "spiderweb-webhook")["spec"]
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "portal"
     assert policy["policyTypes"] == ["Ingress"]
     webhook, others = policy["ingress"]
     assert webhook["ports"] == [{"protocol": "TCP", "port": 5722}]
-    assert webhook["from"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "192.0.2.1/32"}}]
     assert "from" not in others
     assert others["ports"] == [{"protocol": "TCP", "port": 1, "endPort": 5721},
                                {"protocol": "TCP", "port": 5723, "endPort": 65535},
@@ -946,14 +947,20 @@ def test_rendered_network_policy_keeps_the_webhook_port_for_the_api_server(tmp_p
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"spiderweb": {"portal": {"webhook": {"port": 9443, "networkPolicy": {
         "apiServerPeers": [{"ipBlock": {"cidr": "192.0.2.10/32"}}]}}}}}))
-    out = _helm_run("template", "spiderweb", "-f", str(values), sets=REQUIRED_SETS).stdout
+    out = _helm_run("template", "spiderweb", "-f", str(values), sets=REQUIRED_SETS[:2]).stdout
     policy = _one([d for d in yaml.safe_load_all(out) if d], "NetworkPolicy")["spec"]
     assert policy["ingress"][0] == {"from": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
                                     "ports": [{"protocol": "TCP", "port": 9443}]}
     assert policy["ingress"][1]["ports"][0]["endPort"] == 9442
-    # Turned off: no policy
-    assert not [d for d in _render("spiderweb.portal.webhook.networkPolicy.enabled=false")
-                if d["kind"] == "NetworkPolicy"]
+    # Without the API server's addresses the chart refuses to render rather than admit every address
+    without = _helm_run("template", "spiderweb", sets=REQUIRED_SETS[:2], check=False)
+    assert without.returncode != 0
+    assert "apiServerPeers must name the kube-apiserver's addresses" in without.stderr
+    assert "Error: execution error" in without.stderr and "Traceback" not in without.stderr
+    # Turned off: no policy, and the addresses are not needed
+    off = _helm_run("template", "spiderweb", sets=REQUIRED_SETS[:2] + [
+        "spiderweb.portal.webhook.networkPolicy.enabled=false"]).stdout
+    assert not [d for d in yaml.safe_load_all(off) if d and d["kind"] == "NetworkPolicy"]
 
 
 @needs_helm
