@@ -1,6 +1,11 @@
 """Shared fixtures."""
 
 import pytest
+from hypothesis import settings
+
+# Property tests check correctness, not speed: no per-example deadline, which a loaded CI machine would miss.
+settings.register_profile("spiderweb", deadline=None)
+settings.load_profile("spiderweb")
 
 
 @pytest.fixture(autouse=True)
