@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos clean cni-package image wheel
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos bench-portal clean cni-package image wheel
 
 include tests/lab/lab.mk
 
@@ -67,6 +67,11 @@ bench-alloc: $(STAMP)
 bench-scale: $(STAMP)
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
 	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.scale
+
+## bench-portal: how long the admin opens a pool of 60,000 allocations; last line `portal_pool_page_s=...`
+bench-portal: $(STAMP)
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.portal
 
 bench-cni: test-deps
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \

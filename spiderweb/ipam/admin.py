@@ -9,6 +9,7 @@ address history and the least-recently-released order.
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, ProtectedError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -20,7 +21,7 @@ from knox.models import AuthToken
 
 from spiderweb.engine import keys
 from spiderweb.engine.errors import IPAMError
-from spiderweb.ipam import allocation, services, validation
+from spiderweb.ipam import allocation, selectors, services, validation
 from spiderweb.ipam.models import (
     AddressHistory,
     Allocation,
@@ -36,17 +37,28 @@ from spiderweb.ipam.models import (
 )
 
 
-def utilization_bar(allocated: int, total: int) -> str:
-    """A small coloured bar: green below 70 %, orange below 90 %, red above."""
-    percent = 100.0 * allocated / total if total else 0.0
+def utilization_bar(usage: dict) -> str:
+    """A coloured bar (green below 70 %, orange below 90 %, red above) with its figure beside it, never inside,
+    so a nearly empty bar stays readable. `usage` is a `selectors.range_usage` dict: the one definition."""
+    percent = usage["utilization"]
     colour = "#c0392b" if percent >= 90 else "#e67e22" if percent >= 70 else "#27ae60"
     return format_html(
-        '<div style="width:120px;border:1px solid #ccc;"><div style="width:{}%;background:{};color:#fff;'
-        'font-size:10px;padding:1px 2px;white-space:nowrap">{}%</div></div>',
-        f"{min(percent, 100):.0f}",
-        colour,
-        f"{percent:.1f}",
+        '<span class="sw-usage" title="{} of {} usable addresses allocated" style="white-space:nowrap">'
+        '<span style="display:inline-block;vertical-align:middle;width:80px;height:10px;border:1px solid #999;'
+        'background:#fff"><span style="display:block;height:10px;width:{}%;background:{}"></span></span> {}%</span>',
+        usage["allocatedIPCount"], usage["totalIPCount"] - usage["reservedIPCount"],
+        f"{min(percent, 100):.0f}", colour, f"{percent:.1f}",
     )
+
+
+class UsageChangeList(ChangeList):
+    """A changelist whose rows carry `.usage` (`selectors.range_usage`), the reserved ranges read once per page."""
+
+    allocated_attr = "n_alloc"
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = selectors.attach_usage(self.result_list, allocated_attr=self.allocated_attr)
 
 
 def change_history_link(obj) -> str:
@@ -200,7 +212,9 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         return change_history_link(obj)
 
 
-class AllocationInline(admin.TabularInline):
+class EndpointAllocationInline(admin.TabularInline):
+    """A pod's addresses (a handful per pod); pools list theirs on the paginated allocation changelist instead."""
+
     model = Allocation
     fields = ("address", "prefix_length", "interface", "endpoint", "node", "created_at")
     readonly_fields = fields
@@ -221,10 +235,9 @@ class IPPoolAdmin(ServiceBackedAdmin):
     )
     list_filter = ("ip_version", "default", "disable", "terminating", "tenant", "owner_subnet")
     search_fields = ("name", "subnet", "ips")
-    readonly_fields = ("owner_subnet", "application", "generation", "created_at", "updated_at")
+    readonly_fields = ("address_space", "owner_subnet", "application", "generation", "created_at", "updated_at")
     exclude = ("scan_from", "fresh_exhausted", "k8s_uid", "k8s_resource_version", "synced_generation", "terminating",
                "auto_app_uid", "auto_interface", "auto_desired", "annotations")
-    inlines = [AllocationInline]
     spec_fields = tuple(services.POOL_FIELDS)
     list_fields = ("ips", "exclude_ips", "namespace_name", "node_name", "multus_name")
     instance_kwarg = "pool"
@@ -236,6 +249,41 @@ class IPPoolAdmin(ServiceBackedAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n_alloc=Count("allocations")).select_related(
             "tenant", "owner_subnet"
+        )
+
+    def get_changelist(self, request, **kwargs):
+        return UsageChangeList
+
+    def get_fields(self, request, obj=None):
+        """The address space first: it is what an admin opens a pool for."""
+        fields = [name for name in super().get_fields(request, obj) if name != "address_space"]
+        return ["address_space", *fields] if obj is not None else fields
+
+    @admin.display(description="address space")
+    def address_space(self, obj):
+        """Usage, free ranges, the next free addresses and links to the pool's allocations and address history.
+
+        The allocations are not inlined (a pool may hold 60,000): they are one click away on the allocation list,
+        filtered by this pool and paginated.
+        """
+        if obj is None or obj.pk is None:
+            return "—"
+        obj = IPPool.objects.get(pk=obj.pk)  # the stored pool, not a form's unsaved edits
+        space = selectors.ippool_address_space(obj)
+        usage = space["usage"]
+        allocations = reverse("admin:ipam_allocation_changelist") + "?" + urlencode({"pool__id__exact": obj.pk})
+        history = reverse("admin:ipam_addresshistory_changelist") + "?" + urlencode({"pool_name": obj.name})
+        more = space["free_range_count"] - len(space["free_ranges"])
+        return format_html(
+            '<div class="sw-address-space">{} <b>{}</b> allocated, <b>{}</b> free, {} reserved, {} in total<br>'
+            '<a href="{}" id="sw-pool-allocations">Allocations of this pool ({})</a> · '
+            '<a href="{}" id="sw-pool-history">Address history of this pool</a><br>'
+            'Next free: <code id="sw-next-free">{}</code><br>'
+            'Free ranges ({}): <code id="sw-free-ranges">{}</code>{}</div>',
+            utilization_bar(usage), usage["allocatedIPCount"], usage["freeIPCount"], usage["reservedIPCount"],
+            usage["totalIPCount"], allocations, usage["allocatedIPCount"], history,
+            ", ".join(space["next_free"]) or "none", space["free_range_count"],
+            ", ".join(space["free_ranges"]) or "none", f" and {more} more" if more > 0 else "",
         )
 
     @admin.display(description="allocated", ordering="n_alloc")
@@ -259,7 +307,7 @@ class IPPoolAdmin(ServiceBackedAdmin):
 
     @admin.display(description="utilization")
     def utilization(self, obj):
-        return utilization_bar(obj.n_alloc, obj.total_ip_count)
+        return utilization_bar(obj.usage)
 
 
 @admin.register(Subnet)
@@ -289,21 +337,40 @@ class SubnetAdmin(ServiceBackedAdmin):
     def pools(self, obj):
         return obj.n_pools
 
-    @admin.display(description="pools cut from this subnet")
+    def get_changelist(self, request, **kwargs):
+        return UsageChangeList
+
+    def get_fields(self, request, obj=None):
+        """The layout of the subnet first: which pools are cut from it and what is left."""
+        fields = [name for name in super().get_fields(request, obj) if name != "pools_in_subnet"]
+        return ["pools_in_subnet", *fields] if obj is not None else fields
+
+    @admin.display(description="pools and free space")
     def pools_in_subnet(self, obj):
-        """Every pool of the subnet with its usage and, for an auto pool, the workload it serves."""
+        """The subnet in address order: each pool with its usage bar (and, for an auto pool, the workload it
+        serves), and the unassigned ranges between them."""
         if obj.pk is None:
             return "—"
-        pools = obj.pools.annotate(n=Count("allocations")).order_by("name")
-        if not pools:
-            return "none"
-        rows = format_html_join(
-            "", "<li><a href=\"{}\">{}</a>: {} of {} addresses allocated{}</li>",
-            ((reverse("admin:ipam_ippool_change", args=[p.pk]), p.name, p.n, p.total_ip_count,
-              f" — auto pool of {p.labels.get(keys.LABEL_OWNER_APP_KIND, '')} "
-              f"{p.labels.get(keys.LABEL_OWNER_APP_NAMESPACE, '')}/{p.labels.get(keys.LABEL_OWNER_APP_NAME, '')}"
-              if p.auto_app_uid else "") for p in pools))
-        return format_html("<ul>{}</ul>", rows)
+        rows = []
+        for row in selectors.subnet_layout(Subnet.objects.get(pk=obj.pk)):  # stored, not a form's unsaved edits
+            if row["kind"] == "free":
+                rows.append(format_html('<tr class="sw-free"><td><i>free</i></td><td><code>{}</code></td>'
+                                        '<td>{} addresses not in any pool</td></tr>',
+                                        ", ".join(row["ranges"]), row["count"]))
+                continue
+            p = row["pool"]
+            auto = (f" — auto pool of {p.labels.get(keys.LABEL_OWNER_APP_KIND, '')} "
+                    f"{p.labels.get(keys.LABEL_OWNER_APP_NAMESPACE, '')}/{p.labels.get(keys.LABEL_OWNER_APP_NAME, '')}"
+                    if p.auto_app_uid else "")
+            rows.append(format_html(
+                '<tr class="sw-pool"><td><a href="{}">{}</a>{}</td><td><code>{}</code></td><td>{} {} of {}</td></tr>',
+                reverse("admin:ipam_ippool_change", args=[p.pk]), p.name, auto, ", ".join(row["ranges"]) or "none",
+                utilization_bar(p.usage), p.usage["allocatedIPCount"],
+                p.usage["totalIPCount"] - p.usage["reservedIPCount"]))
+        if not rows:
+            return "no addresses"
+        return format_html('<table id="sw-subnet-layout"><tr><th>pool</th><th>ranges</th><th>usage</th></tr>{}'
+                           '</table>', format_html_join("", "{}", ((row,) for row in rows)))
 
     @admin.display(description="allocated", ordering="n_alloc")
     def allocated(self, obj):
@@ -315,7 +382,7 @@ class SubnetAdmin(ServiceBackedAdmin):
 
     @admin.display(description="utilization")
     def utilization(self, obj):
-        return utilization_bar(obj.n_alloc, obj.total_ip_count)
+        return utilization_bar(obj.usage)
 
 
 @admin.register(ReservedIP)
@@ -353,7 +420,7 @@ class EndpointAdmin(admin.ModelAdmin):
     list_filter = ("owner_kind", "node")
     search_fields = ("namespace", "name", "uid", "owner_name")
     readonly_fields = [f.name for f in Endpoint._meta.fields]
-    inlines = [AllocationInline]
+    inlines = [EndpointAllocationInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n=Count("allocations"))
