@@ -181,7 +181,7 @@ def portal_search(user, text: str) -> dict:
     if address is not None:
         version, n = address.version, int(address)
         found["kind"] = "address"
-        found["subnets"] = [s for s in subnets.filter(ip_version=version) if n in s.network]
+        found["subnets"] = [s for s in subnets.filter(ip_version=version) if address in s.network]
         found["pools"] = [p for p in pools.filter(ip_version=version) if n in p.total_ranges]
         found["allocations"] = list(allocations.filter(ip_version=version, address=str(address)))
         found["history"] = list(address_history_for_user(user).filter(address=str(address))[:SEARCH_LIMIT])
@@ -212,18 +212,18 @@ def capacity_summary(user, *, nearest: int = 10) -> dict:
     """The capacity dashboard's figures, over what `user` may see: usage per tenant, per subnet and per pool, and
     the `nearest` pools closest to exhaustion (highest utilization first, then fewest free addresses).
 
-    Three queries plus the reserved ranges: pools with their allocation counts, and subnets.
+    Two queries plus the reserved ranges: pools with their allocation counts, and subnets. A subnet counts the
+    allocations of the pools it controls (visible to `user`), as the subnet list does.
     """
     reserved = reserved_by_family()
     pools = attach_usage(ippool_list_for_user(user), allocated_attr="allocated_ip_count", reserved=reserved)
     subnets = list(subnet_list_for_user(user))
-    by_cidr: dict[tuple[int, str], int] = {}
+    by_subnet: dict[int, int] = {}  # the subnet admin's count: allocations in the pools the subnet controls
     for pool in pools:
-        cidr = (pool.ip_version, pool.subnet)
-        by_cidr[cidr] = by_cidr.get(cidr, 0) + pool.allocated_ip_count
+        if pool.owner_subnet_id is not None:
+            by_subnet[pool.owner_subnet_id] = by_subnet.get(pool.owner_subnet_id, 0) + pool.allocated_ip_count
     for subnet in subnets:
-        subnet.usage = range_usage(subnet.total_ranges, by_cidr.get((subnet.ip_version, subnet.subnet), 0),
-                                   reserved[subnet.ip_version])
+        subnet.usage = range_usage(subnet.total_ranges, by_subnet.get(subnet.pk, 0), reserved[subnet.ip_version])
     tenants: dict[str, dict] = {}
     for pool in pools:
         row = tenants.setdefault(pool.tenant.name, {"tenant": pool.tenant, "pools": 0, "allocated": 0, "usable": 0})

@@ -70,8 +70,8 @@ def _portal_pages(address: str) -> list[tuple[str, str]]:
     from django.utils.http import urlencode
 
     pages = []
-    for name, view, query in (("search_address", "admin:portal-search", {"q": address}),
-                              ("dashboard", "admin:portal-dashboard", {})):
+    for name, view, query in (("search_address", "portal-search", {"q": address}),
+                              ("dashboard", "portal-dashboard", {})):
         try:
             pages.append((name, reverse(view) + ("?" + urlencode(query) if query else "")))
         except NoReverseMatch:
