@@ -69,6 +69,18 @@ def change_history_link(obj) -> str:
     return format_html('<a href="{}?{}">Change history</a>', reverse("admin:changelog_objectchange_changelist"), query)
 
 
+class ChangeLogHistoryMixin:
+    """The HISTORY button opens the object's change log (every create, update and delete, from the admin, the REST
+    API, the mirror or a task); Django's own history would list only admin edits, which the services do not log."""
+
+    def history_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return super().history_view(request, object_id, extra_context)
+        query = urlencode({"object_type": obj._meta.label_lower, "object_id": obj.pk})
+        return HttpResponseRedirect(f"{reverse('admin:changelog_objectchange_changelist')}?{query}")
+
+
 class StringListField(forms.CharField):
     """A list of strings typed one per line (or comma-separated), stored as a JSON list."""
 
@@ -127,7 +139,7 @@ def _refusal(obj, exc) -> str:
     return f"{obj} was not deleted: still referenced by {holders}"
 
 
-class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelAdmin):
     """Routes saves and deletes through the service layer and shows rule violations on the form.
 
     Subclasses name the services, the spec fields, the list-of-strings fields and the validation function.

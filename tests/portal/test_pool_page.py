@@ -88,3 +88,12 @@ def test_admin_and_rest_report_the_same_utilization(admin_web, world, superuser)
     assert "33.3%" in listing and "25.0%" not in listing
     row = admin_web.get(reverse("admin:ipam_ippool_changelist")).context["cl"].result_list[0]
     assert row.usage == rest
+
+
+def test_the_history_button_opens_the_change_log_of_the_object(admin_web, world):
+    for obj in (world["pool"], world["subnet"], world["reserved"], world["tenant"]):
+        opts = obj._meta
+        response = admin_web.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[obj.pk]))
+        assert response.status_code == 302
+        changes = admin_web.get(response["Location"]).context["cl"].result_list
+        assert changes and {(c.object_type, c.object_id) for c in changes} == {(opts.label_lower, obj.pk)}

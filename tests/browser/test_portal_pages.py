@@ -1,0 +1,67 @@
+"""The portal in a real browser: log in, search an address, open a subnet and a pool, open the dashboard."""
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from spiderweb.ipam import services
+from tests.admin.conftest import annotated
+from tests.ipam import factories as f
+from tests.portal.bulk import bulk_allocate
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def network():
+    """A subnet with two pools and a gap between them; pool-a holds 150 addresses, web-0 one more."""
+    tenant = services.tenant_create(name="team-a")
+    subnet = services.subnet_create(tenant=tenant, name="net-a",
+                                    spec={"subnet": "172.18.40.0/24", "ips": ["172.18.40.10-172.18.40.250"]})
+    pool = f.pool("pool-a", "172.18.40.0/24", ["172.18.40.10-172.18.40.199"], owner=tenant)
+    bulk_allocate(pool, 150, namespace="batch")
+    f.allocate(annotated("pool-a", "web-0"))  # 172.18.40.160
+    f.pool("pool-b", "172.18.40.0/24", ["172.18.40.220-172.18.40.229"], owner=tenant)
+    return {"subnet": subnet, "pool": pool}
+
+
+def test_login_lands_on_the_dashboard(network, logged_in):
+    browser = logged_in
+    assert browser.current_url.endswith("/admin/dashboard/")
+    nearest = browser.find_element(By.ID, "sw-nearest-exhaustion").text
+    assert nearest.index("pool-a") < nearest.index("pool-b")
+    assert "79.5%" in nearest  # 151 of 190
+
+
+def test_search_an_address_from_the_header_and_open_its_pool(network, logged_in):
+    browser = logged_in
+    box = browser.find_element(By.ID, "sw-search")
+    box.send_keys("172.18.40.160", Keys.ENTER)
+    allocations = browser.find_element(By.ID, "sw-hits-allocations").text
+    assert "172.18.40.160" in allocations and "default/web-0" in allocations
+    assert "net-a" in browser.find_element(By.ID, "sw-hits-subnets").text
+    browser.find_element(By.LINK_TEXT, "pool-a").click()
+    browser.find_element(By.ID, "sw-next-free")  # waits for the pool page
+    assert browser.current_url.endswith(f"/admin/ipam/ippool/{network['pool'].pk}/change/")
+
+
+def test_open_the_subnet_and_see_its_pools_and_free_space(network, logged_in):
+    browser = logged_in
+    browser.get(f"{browser.current_url.split('/admin/')[0]}/admin/ipam/subnet/{network['subnet'].pk}/change/")
+    layout = browser.find_element(By.ID, "sw-subnet-layout").text
+    assert layout.index("pool-a") < layout.index("172.18.40.200-172.18.40.219") < layout.index("pool-b")
+    assert "20 addresses not in any pool" in layout
+
+
+def test_open_the_pool_and_page_through_its_allocations(network, logged_in):
+    browser = logged_in
+    base = browser.current_url.split("/admin/")[0]
+    browser.get(f"{base}/admin/ipam/ippool/{network['pool'].pk}/change/")
+    assert browser.find_element(By.ID, "sw-next-free").text.startswith("172.18.40.161, 172.18.40.162")
+    assert browser.find_element(By.ID, "sw-free-ranges").text == "172.18.40.161-172.18.40.199"
+    browser.find_element(By.ID, "sw-pool-allocations").click()
+    assert "151 allocations" in browser.find_element(By.CSS_SELECTOR, "p.paginator").text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 100
+    browser.find_element(By.LINK_TEXT, "2").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 51
