@@ -6,6 +6,8 @@ the object. Allocation records are read-only; addresses are released with the "R
 address history and the least-recently-released order.
 """
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -20,6 +22,7 @@ from django.utils.http import urlencode
 from knox.models import AuthToken
 
 from spiderweb.engine import keys
+from spiderweb.engine import selector as selector_text
 from spiderweb.engine.errors import IPAMError
 from spiderweb.ipam import allocation, selectors, services, validation
 from spiderweb.ipam.models import (
@@ -98,6 +101,104 @@ class StringListField(forms.CharField):
         return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
 
 
+def _json_or(text: str, opening: str, what: str):
+    """Text that starts like JSON (`opening`) is read as JSON, so a value copied from kubectl or the API still works."""
+    if not text.startswith(opening):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError(f"{what} in JSON could not be read: {exc.msg} (line {exc.lineno})") from None
+
+
+class RoutesField(forms.CharField):
+    """Routes typed one per line as ``DST via GW`` (JSON is accepted too); the pool/subnet rules check them after."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "placeholder": "10.7.0.0/16 via 10.6.0.1"})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(f"{route.get('dst', '')} via {route.get('gw', '')}" if isinstance(route, dict)
+                             else json.dumps(route) for route in value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        text = (super().to_python(value) or "").strip()
+        loaded = _json_or(text, "[", "Routes")
+        if loaded is not None:
+            return loaded
+        routes = []
+        for number, line in enumerate(text.splitlines(), 1):
+            words = line.split()
+            if not words:
+                continue
+            if len(words) == 3 and words[1] == "via":
+                words = [words[0], words[2]]
+            if len(words) != 2:
+                raise forms.ValidationError(f"Line {number}: write a route as 'DST via GW' "
+                                            f"(e.g. 10.7.0.0/16 via 10.6.0.1), got {line.strip()!r}")
+            routes.append({"dst": words[0], "gw": words[1]})
+        return routes
+
+
+class LabelsField(forms.CharField):
+    """Labels typed one per line as ``key=value`` (JSON is accepted too), checked with Kubernetes' label rules."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "placeholder": "team=network"})
+
+    def prepare_value(self, value):
+        if isinstance(value, dict):
+            return "\n".join(f"{key}={item}" for key, item in value.items())
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        text = (super().to_python(value) or "").strip()
+        loaded = _json_or(text, "{", "Labels")
+        labels = loaded if loaded is not None else {}
+        if loaded is None:
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                key, sep, item = line.strip().partition("=")
+                if not sep:
+                    raise forms.ValidationError(f"Line {number}: write a label as key=value, got {line.strip()!r}")
+                labels[key.strip()] = item.strip()
+        try:
+            return validation.labels_clean(labels)
+        except validation.SpecInvalid as exc:
+            raise forms.ValidationError([msg for msgs in exc.fields.values() for msg in msgs]) from None
+
+
+class LabelSelectorField(forms.CharField):
+    """A label selector typed as kubectl's ``-l`` (``app=web, tier in (db, cache), !legacy``; JSON accepted too).
+    Empty means no selector; the pool rules (the REST API's) check the result."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": "app=web, tier in (db, cache)"})
+
+    def prepare_value(self, value):
+        if isinstance(value, dict) or value is None:
+            return selector_text.format_selector_text(value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        text = (super().to_python(value) or "").strip()
+        if text == "null":
+            return None
+        loaded = _json_or(text, "{", "The selector")
+        if loaded is not None:
+            return loaded
+        try:
+            return selector_text.parse_selector_text(text)
+        except IPAMError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 class ServiceDeleteMixin:
     """Deletes through the service; a refusal becomes an error message on the object's page, never a 500.
 
@@ -158,6 +259,16 @@ class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelA
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name in self.list_fields:
             return StringListField(required=False, label=db_field.verbose_name, help_text=db_field.help_text)
+        if db_field.name == "routes":
+            return RoutesField(required=False, label="routes",
+                               help_text="One route per line: DST via GW, e.g. 10.7.0.0/16 via 10.6.0.1.")
+        if db_field.name == "labels":
+            return LabelsField(required=False, label="labels", help_text="One label per line: key=value.")
+        if db_field.name in ("pod_affinity", "namespace_affinity", "node_affinity"):
+            return LabelSelectorField(
+                required=False, label=db_field.verbose_name,
+                help_text="kubectl's selector syntax: app=web, tier in (db, cache), zone notin (a), gpu, !legacy. "
+                          "Empty: no affinity.")
         if db_field.name == "ip_version":
             kwargs["required"] = False
             field = super().formfield_for_dbfield(db_field, request, **kwargs)

@@ -47,6 +47,7 @@ def browser(_chromium_available, screenshot_dir, request):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
+    driver._spiderweb_shots = screenshot_dir  # where a test saves an extra, mid-test screenshot
     try:
         yield driver
     finally:

@@ -65,3 +65,25 @@ def test_open_the_pool_and_page_through_its_allocations(network, logged_in):
     assert len(rows) == 100
     browser.find_element(By.LINK_TEXT, "2").click()
     assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 51
+
+
+def test_edit_routes_in_the_structured_editor_and_see_a_refusal(network, logged_in):
+    browser = logged_in
+    base = browser.current_url.split("/admin/")[0]
+    pool = network["pool"]
+    browser.get(f"{base}/admin/ipam/ippool/{pool.pk}/change/")
+    routes = browser.find_element(By.NAME, "routes")
+    routes.clear()
+    routes.send_keys("0.0.0.0/0 via 172.18.40.1")
+    browser.find_element(By.NAME, "_continue").click()
+    error = browser.find_element(By.CSS_SELECTOR, ".field-routes .errorlist").text
+    assert "is the default route; set the pool gateway instead" in error
+    browser.save_screenshot(str(browser._spiderweb_shots / "test_edit_routes_refused.png"))
+    routes = browser.find_element(By.NAME, "routes")
+    routes.clear()
+    routes.send_keys("10.7.0.0/16 via 172.18.40.1")
+    browser.find_element(By.NAME, "_continue").click()
+    assert "was changed successfully" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
+    assert browser.find_element(By.NAME, "routes").get_attribute("value") == "10.7.0.0/16 via 172.18.40.1"
+    pool.refresh_from_db()
+    assert pool.routes == [{"dst": "10.7.0.0/16", "gw": "172.18.40.1"}]
