@@ -19,12 +19,14 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from import_export.admin import ImportExportMixin
+from import_export.formats import base_formats
 from knox.models import AuthToken
 
 from spiderweb.engine import keys
 from spiderweb.engine import selector as selector_text
 from spiderweb.engine.errors import IPAMError
-from spiderweb.ipam import allocation, selectors, services, validation
+from spiderweb.ipam import allocation, resources, selectors, services, validation
 from spiderweb.ipam.models import (
     AddressHistory,
     Allocation,
@@ -335,6 +337,12 @@ class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelA
         return change_history_link(obj)
 
 
+class PortableMixin(ImportExportMixin):
+    """Import and export buttons (CSV, JSON, YAML); the rows go through the services (`ipam.resources`)."""
+
+    formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML]
+
+
 class EndpointAllocationInline(admin.TabularInline):
     """A pod's addresses (a handful per pod); pools list theirs on the paginated allocation changelist instead."""
 
@@ -351,7 +359,7 @@ class EndpointAllocationInline(admin.TabularInline):
 
 
 @admin.register(IPPool)
-class IPPoolAdmin(ServiceBackedAdmin):
+class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
     list_display = (
         "name", "tenant", "ip_version", "subnet", "allocated", "total", "utilization", "default", "disable",
         "owner_subnet",
@@ -364,6 +372,7 @@ class IPPoolAdmin(ServiceBackedAdmin):
     spec_fields = tuple(services.POOL_FIELDS)
     list_fields = ("ips", "exclude_ips", "namespace_name", "node_name", "multus_name")
     instance_kwarg = "pool"
+    resource_classes = [resources.IPPoolResource]
     create_service = staticmethod(services.ippool_create)
     update_service = staticmethod(services.ippool_update)
     delete_service = staticmethod(services.ippool_delete)
@@ -434,7 +443,7 @@ class IPPoolAdmin(ServiceBackedAdmin):
 
 
 @admin.register(Subnet)
-class SubnetAdmin(ServiceBackedAdmin):
+class SubnetAdmin(PortableMixin, ServiceBackedAdmin):
     list_display = ("name", "tenant", "ip_version", "subnet", "gateway", "pools", "allocated", "total", "utilization")
     list_filter = ("ip_version", "terminating", "tenant")
     search_fields = ("name", "subnet")
@@ -443,6 +452,7 @@ class SubnetAdmin(ServiceBackedAdmin):
     spec_fields = tuple(services.SUBNET_FIELDS)
     list_fields = ("ips", "exclude_ips")
     instance_kwarg = "subnet"
+    resource_classes = [resources.SubnetResource]
     create_service = staticmethod(services.subnet_create)
     update_service = staticmethod(services.subnet_update)
     delete_service = staticmethod(services.subnet_delete)
@@ -509,7 +519,7 @@ class SubnetAdmin(ServiceBackedAdmin):
 
 
 @admin.register(ReservedIP)
-class ReservedIPAdmin(ServiceBackedAdmin):
+class ReservedIPAdmin(PortableMixin, ServiceBackedAdmin):
     list_display = ("name", "tenant", "ip_version", "ips_text", "count")
     list_filter = ("ip_version", "terminating", "tenant")
     search_fields = ("name", "ips")
@@ -518,6 +528,7 @@ class ReservedIPAdmin(ServiceBackedAdmin):
     spec_fields = tuple(services.RESERVED_FIELDS)
     list_fields = ("ips",)
     instance_kwarg = "reserved"
+    resource_classes = [resources.ReservedIPResource]
     create_service = staticmethod(services.reservedip_create)
     update_service = staticmethod(services.reservedip_update)
     delete_service = staticmethod(services.reservedip_delete)
