@@ -35,7 +35,7 @@ def _chromium_available():
 
 
 @pytest.fixture
-def browser(_chromium_available, screenshot_dir, request):
+def browser(_chromium_available, screenshot_dir, request, tmp_path):
     """A headless Chromium; on teardown it saves `<test name>.png` whether the test passed or not."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -45,9 +45,14 @@ def browser(_chromium_available, screenshot_dir, request):
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      "--window-size=1400,1000"):
         options.add_argument(argument)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
     driver._spiderweb_shots = screenshot_dir  # where a test saves an extra, mid-test screenshot
+    driver._spiderweb_downloads = downloads
     try:
         yield driver
     finally:

@@ -87,3 +87,38 @@ def test_edit_routes_in_the_structured_editor_and_see_a_refusal(network, logged_
     assert browser.find_element(By.NAME, "routes").get_attribute("value") == "10.7.0.0/16 via 172.18.40.1"
     pool.refresh_from_db()
     assert pool.routes == [{"dst": "10.7.0.0/16", "gw": "172.18.40.1"}]
+
+
+def test_export_a_pool_and_import_it_again(network, logged_in):
+    import time
+
+    from selenium.webdriver.support.ui import Select
+
+    from spiderweb.ipam.models import IPPool
+
+    browser = logged_in
+    base = browser.current_url.split("/admin/")[0]
+    # export the pools as CSV from the pool list's Export page
+    browser.get(f"{base}/admin/ipam/ippool/export/")
+    Select(browser.find_element(By.ID, "id_format")).select_by_visible_text("csv")
+    browser.find_element(By.CSS_SELECTOR, "#content form input[type=submit]").click()
+    downloads = browser._spiderweb_downloads
+    for _ in range(100):  # the download finishes in the browser's own time
+        files = list(downloads.glob("*.csv"))
+        if files:
+            break
+        time.sleep(0.1)
+    assert files, "no CSV was downloaded"
+    exported = files[0].read_text()
+    assert "pool-b" in exported and "172.18.40.220-172.18.40.229" in exported
+    # pool-b is deleted, then the file is imported: preview, confirm
+    services.ippool_delete(pool=IPPool.objects.get(name="pool-b"))
+    browser.get(f"{base}/admin/ipam/ippool/import/")
+    browser.find_element(By.ID, "id_import_file").send_keys(str(files[0]))
+    Select(browser.find_element(By.ID, "id_format")).select_by_visible_text("csv")
+    browser.find_element(By.CSS_SELECTOR, "#content form input[type=submit]").click()
+    browser.find_element(By.NAME, "confirm")  # the preview
+    browser.save_screenshot(str(browser._spiderweb_shots / "test_import_preview.png"))
+    browser.find_element(By.NAME, "confirm").click()
+    assert "Import finished" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
+    assert IPPool.objects.get(name="pool-b").ips == ["172.18.40.220-172.18.40.229"]
