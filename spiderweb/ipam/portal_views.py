@@ -43,17 +43,24 @@ def search(request):
 
 
 def dashboard(request):
-    """Capacity at a glance: per tenant, per subnet and per pool, and the pools nearest exhaustion."""
+    """Capacity at a glance: per tenant, per subnet and per pool, addresses held over the last two weeks (an SVG
+    drawn here, no script), and the pools nearest exhaustion with a forecast of when each runs out."""
     summary = selectors.capacity_summary(request.user)
     for obj in (*summary["pools"], *summary["subnets"]):
         obj.bar = utilization_bar(obj.usage)
     for row in summary["tenants"]:
         row["bar"] = utilization_bar({"utilization": row["utilization"], "allocatedIPCount": row["allocated"],
                                       "totalIPCount": row["usable"], "reservedIPCount": 0})
+    peak = max((point["count"] for point in summary["timeline"]), default=0) or 1
+    chart = [{"x": 10 + index * 40, "height": round(100 * point["count"] / peak), "y": 110 - round(
+        100 * point["count"] / peak), "count": point["count"], "day": point["at"].strftime("%m-%d")}
+        for index, point in enumerate(summary["timeline"])]
     context = {
         **admin.site.each_context(request),
         "title": "Capacity",
         "summary": summary,
+        "chart": chart,
+        "chart_width": 20 + 40 * len(chart),
         "pool_url": reverse("admin:ipam_ippool_changelist"),
     }
     return TemplateResponse(request, "admin/ipam/portal_dashboard.html", context)

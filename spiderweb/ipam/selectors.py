@@ -232,8 +232,14 @@ def capacity_summary(user, *, nearest: int = 10) -> dict:
         row["usable"] += pool.usage["totalIPCount"] - pool.usage["reservedIPCount"]
     for row in tenants.values():
         row["utilization"] = round(100.0 * row["allocated"] / row["usable"], 2) if row["usable"] else 0.0
+    growth = ippool_growth(pools)
+    for pool in pools:
+        pool.growth_per_day = growth.get(pool.pk, 0) / GROWTH_WINDOW_DAYS
+        free = pool.usage["freeIPCount"]
+        pool.days_left = round(free / pool.growth_per_day, 1) if pool.growth_per_day > 0 else None
     ranked = sorted(pools, key=lambda p: (-p.usage["utilization"], p.usage["freeIPCount"], p.name))
     return {
+        "timeline": allocation_timeline([p.pk for p in pools]),
         "tenants": sorted(tenants.values(), key=lambda row: row["tenant"].name),
         "subnets": subnets,
         "pools": pools,
@@ -241,3 +247,48 @@ def capacity_summary(user, *, nearest: int = 10) -> dict:
         "allocated": sum(p.usage["allocatedIPCount"] for p in pools),
         "free": sum(p.usage["freeIPCount"] for p in pools),
     }
+
+
+GROWTH_WINDOW_DAYS = 7
+
+
+def _live_at(pool_ids, moment):
+    """Filters counting, per query, the holdings of `pool_ids` live at `moment`: a live allocation since it was bound
+    to its current pod, and each finished holding of the address history between its allocation and release."""
+    live = Q(pool__in=pool_ids, bound_at__lte=moment)
+    held = Q(pool__in=pool_ids, allocated_at__lte=moment) & (Q(released_at__isnull=True) | Q(released_at__gt=moment))
+    return live, held
+
+
+def allocation_timeline(pool_ids, *, days: int = 14, now=None) -> list[dict]:
+    """Addresses held in `pool_ids` at the end of each of the last `days` days (the last point is now), from the live
+    allocations and the address history: two queries. History rows of a deleted pool are not counted."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    moments = [now - timedelta(days=days - 1 - index) for index in range(days)]
+    live = Allocation.objects.aggregate(**{
+        f"m{i}": Count("id", filter=_live_at(pool_ids, moment)[0]) for i, moment in enumerate(moments)})
+    held = AddressHistory.objects.aggregate(**{
+        f"m{i}": Count("id", filter=_live_at(pool_ids, moment)[1]) for i, moment in enumerate(moments)})
+    return [{"at": moment, "count": live[f"m{i}"] + held[f"m{i}"]} for i, moment in enumerate(moments)]
+
+
+def ippool_growth(pools, *, now=None) -> dict[int, int]:
+    """Net change of each pool's held addresses over the last `GROWTH_WINDOW_DAYS` days (two queries): the basis of
+    the dashboard's forecast (free addresses ÷ daily growth), a straight line through two points."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    then = now - timedelta(days=GROWTH_WINDOW_DAYS)
+    ids = [pool.pk for pool in pools]
+    live_then, held_then = _live_at(ids, then)
+    before = {row["pool"]: row["n"] for row in Allocation.objects.filter(live_then).values("pool").annotate(
+        n=Count("id")).order_by()}
+    for row in AddressHistory.objects.filter(held_then).values("pool").annotate(n=Count("id")).order_by():
+        before[row["pool"]] = before.get(row["pool"], 0) + row["n"]
+    return {pool.pk: pool.usage["allocatedIPCount"] - before.get(pool.pk, 0) for pool in pools}

@@ -65,3 +65,42 @@ def test_subnet_page_lays_out_pools_and_the_free_space_between_them(admin_web, w
     assert "10.1.0.14-10.1.0.49" in content and "36 addresses not in any pool" in content
     assert content.index("pool-1") < content.index("10.1.0.14-10.1.0.49") < content.index("pool-2")
     assert "25.0%" in content  # pool-1's bar
+
+
+def test_dashboard_draws_addresses_held_over_time_and_forecasts_exhaustion(admin_web, world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from spiderweb.ipam.models import AddressHistory, Allocation
+
+    # given a pool of 10: 4 addresses held for 10 days, 4 more since yesterday, and one held from 12 to 3 days ago
+    now = timezone.now()
+    pool = f.pool("growing", "10.3.0.0/24", ["10.3.0.1-10.3.0.10"], owner=world["tenant"])
+    addresses = bulk_allocate(pool, 8)
+    Allocation.objects.filter(pool=pool, address__in=addresses[:4]).update(bound_at=now - timedelta(days=10))
+    Allocation.objects.filter(pool=pool, address__in=addresses[4:]).update(bound_at=now - timedelta(days=1))
+    AddressHistory.objects.create(pool=pool, pool_name="growing", ip_version=4, address="10.3.0.9",
+                                  pod_namespace="default", pod_name="old", pod_uid="u-old", interface="eth0",
+                                  allocated_at=now - timedelta(days=12), released_at=now - timedelta(days=3))
+    AddressHistory.objects.filter(pool=world["pool"]).update(allocated_at=now - timedelta(days=30),
+                                                             released_at=now - timedelta(days=29))
+    Allocation.objects.filter(pool=world["pool"]).update(bound_at=now - timedelta(days=30))
+    # when the dashboard opens
+    response = admin_web.get("/admin/dashboard/")
+    summary = response.context["summary"]
+    # then 14 daily points: pool-1's one address throughout, growing's 4 (+1 from history) then 8 since yesterday
+    counts = [point["count"] for point in summary["timeline"]]
+    assert len(counts) == 14
+    assert counts[0] == 1  # 13 days ago
+    assert counts[1] == 1 + 1  # 12 days ago: the history holding began
+    assert counts[3] == 1 + 4 + 1  # 10 days ago
+    assert counts[-3] == 1 + 4  # 2 days ago: the history holding ended 3 days ago
+    assert counts[-1] == 1 + 8
+    # and growing, +3 in 7 days (5 held a week ago, 8 now) with 2 free, runs out in 2 / (3/7) = 4.7 days;
+    # pool-1 is not growing
+    growing = next(p for p in summary["pools"] if p.name == "growing")
+    assert growing.days_left == 4.7
+    assert next(p for p in summary["pools"] if p.name == "pool-1").days_left is None
+    content = response.content.decode()
+    assert 'id="sw-timeline"' in content and "~4.7 days" in content and "not growing" in content
