@@ -318,11 +318,15 @@ write '10.0.0.0-10.0.0.255'
         """
         _check_version(version)
         width = _KEY_WIDTH[version]
-        numbers = []
-        for key in keys:
-            if not isinstance(key, str) or len(key) != width or key.strip("0123456789abcdef"):
-                raise InvalidInput(f"{key!r} is not an IPv{version} address key: expected {width} lowercase hex digits")
-            numbers.append(int(key, 16))
+        keys = list(keys)
+        if not all(isinstance(key, str) for key in keys) or (
+                len(joined := "".join(keys)) != width * len(keys) or joined.strip("0123456789abcdef")):
+            # one pass over the joined text checks them all; only a bad batch is searched for its culprit
+            for key in keys:
+                if not isinstance(key, str) or len(key) != width or key.strip("0123456789abcdef"):
+                    raise InvalidInput(f"{key!r} is not an IPv{version} address key: expected {width} lowercase hex "
+                                       f"digits")
+        numbers = [int(key, 16) for key in keys]
         numbers.sort()
         pairs: list[list[int]] = []
         for n in numbers:

@@ -12,7 +12,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, ProtectedError
+from django.db.models import Count, OuterRef, ProtectedError, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -379,7 +380,11 @@ class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
     clean_spec = staticmethod(validation.ippool_clean)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_alloc=Count("allocations")).select_related(
+        # A correlated count (an index-only scan per pool row), not a join grouped by every pool column: the change
+        # page of a pool with 60,000 allocations would spend a second in that GROUP BY.
+        allocated = Allocation.objects.filter(pool=OuterRef("pk")).order_by().values("pool").annotate(
+            n=Count("*")).values("n")
+        return super().get_queryset(request).annotate(n_alloc=Coalesce(Subquery(allocated), 0)).select_related(
             "tenant", "owner_subnet"
         )
 
@@ -583,6 +588,7 @@ class AllocationAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Allocation._meta.fields] + ["history_link"]
     list_select_related = ("pool", "endpoint")
     actions = ["release_selected"]
+    show_full_result_count = False  # a filtered page of a 60,000-address pool needs no second count of every row
 
     def has_add_permission(self, request):
         return False
