@@ -431,6 +431,32 @@ class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
     def total(self, obj):
         return obj.total_ip_count
 
+    actions = ["disable_selected", "enable_selected"]
+
+    @admin.action(description="Disable selected pools (no new allocations; release still works)",
+                  permissions=["change"])
+    def disable_selected(self, request, queryset):
+        self._set_disable(request, queryset, True)
+
+    @admin.action(description="Enable selected pools", permissions=["change"])
+    def enable_selected(self, request, queryset):
+        self._set_disable(request, queryset, False)
+
+    def _set_disable(self, request, queryset, disable: bool):
+        """Each pool through `ippool_update` (its lock, its rules, its change log entry), in primary-key order."""
+        changed = []
+        for pool in queryset.order_by("pk"):
+            if pool.disable == disable:
+                continue
+            try:
+                services.ippool_update(pool=pool, spec=self.spec_from(pool) | {"disable": disable}, labels=pool.labels)
+            except IPAMError as exc:
+                self.message_user(request, f"{pool} was not changed: {exc.message}", level=messages.ERROR)
+            else:
+                changed.append(pool.name)
+        verb = "Disabled" if disable else "Enabled"
+        self.message_user(request, f"{verb} {len(changed)} pool(s): {', '.join(changed[:10]) or 'none'}")
+
     @admin.display(description="application")
     def application(self, obj):
         """Which workload an auto-created pool serves (spec §2.4 owner labels), its NIC and the size it follows."""

@@ -97,3 +97,18 @@ def test_the_history_button_opens_the_change_log_of_the_object(admin_web, world)
         assert response.status_code == 302
         changes = admin_web.get(response["Location"]).context["cl"].result_list
         assert changes and {(c.object_type, c.object_id) for c in changes} == {(opts.label_lower, obj.pk)}
+
+
+def test_bulk_disable_and_enable_go_through_the_update_service(admin_web, world):
+    from spiderweb.changelog.models import ObjectChange
+    from spiderweb.ipam.models import IPPool
+
+    other = f.pool("pool-2", "10.1.0.0/24", ["10.1.0.50-10.1.0.59"], owner=world["tenant"])
+    url = reverse("admin:ipam_ippool_changelist")
+    ids = [str(world["pool"].pk), str(other.pk)]
+    response = admin_web.post(url, {"action": "disable_selected", "_selected_action": ids}, follow=True)
+    assert "Disabled 2 pool(s): pool-1, pool-2" in response.content.decode()
+    assert list(IPPool.objects.order_by("name").values_list("disable", "generation")) == [(True, 2), (True, 2)]
+    assert ObjectChange.objects.filter(object_type="ipam.ippool", action="update").count() == 2
+    admin_web.post(url, {"action": "enable_selected", "_selected_action": ids[:1]})
+    assert list(IPPool.objects.order_by("name").values_list("disable", flat=True)) == [False, True]
