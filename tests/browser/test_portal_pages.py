@@ -122,3 +122,16 @@ def test_export_a_pool_and_import_it_again(network, logged_in):
     browser.find_element(By.NAME, "confirm").click()
     assert "Import finished" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
     assert IPPool.objects.get(name="pool-b").ips == ["172.18.40.220-172.18.40.229"]
+
+
+def test_the_pool_list_shows_every_column_at_1400_pixels(network, logged_in):
+    browser = logged_in
+    base = browser.current_url.split("/admin/")[0]
+    browser.get(f"{base}/admin/ipam/ippool/")
+    usage = browser.find_elements(By.CSS_SELECTOR, "#result_list .sw-usage")
+    assert [element.text for element in usage] == ["79.5%", "0.0%"]
+    assert "79.5% 151 of 190" in browser.find_element(By.ID, "result_list").text
+    # the results box does not scroll sideways: every column is in view
+    width, visible = browser.execute_script(
+        "const box = document.querySelector('#changelist .results'); return [box.scrollWidth, box.clientWidth];")
+    assert width <= visible, (width, visible)
