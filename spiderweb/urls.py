@@ -17,6 +17,7 @@ urlpatterns = [
     path("admin/login/", login_throttled(admin.site.login), name="admin-login-throttled"),
     path("admin/search/", admin.site.admin_view(portal_views.search), name="portal-search"),
     path("admin/dashboard/", admin.site.admin_view(portal_views.dashboard), name="portal-dashboard"),
+    path("admin/explain/", admin.site.admin_view(portal_views.explain), name="portal-explain"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(public_urlpatterns)),
     path("api/v1/", include("spiderweb.controllers.gc.urls")),

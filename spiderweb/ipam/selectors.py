@@ -66,6 +66,14 @@ def change_list_for_user(user) -> QuerySet[ObjectChange]:
     return queryset.filter(Q(tenant_id__in=_tenant_ids(user)))
 
 
+def ippool_names_visible_to(user) -> frozenset[str] | None:
+    """The pools a dry run (explain) may consider for `user`: None means every pool (the view permission held
+    cluster-wide), else the names of the pools of their tenants. Used by the REST API and the admin's explain page."""
+    if acts_cluster_wide(user, "ipam.view_ippool"):
+        return None
+    return frozenset(ippool_list_for_user(user).values_list("name", flat=True))
+
+
 def range_usage(total: RangeSet, allocated: int, reserved: RangeSet) -> dict:
     """Counts of an address space: total, reserved inside it, allocated, free, and utilization in percent.
 

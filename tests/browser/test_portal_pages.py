@@ -135,3 +135,13 @@ def test_the_pool_list_shows_every_column_at_1400_pixels(network, logged_in):
     width, visible = browser.execute_script(
         "const box = document.querySelector('#changelist .results'); return [box.scrollWidth, box.clientWidth];")
     assert width <= visible, (width, visible)
+
+
+def test_run_explain_from_the_header_link(network, logged_in):
+    browser = logged_in
+    browser.find_element(By.ID, "sw-explain-link").click()
+    browser.find_element(By.NAME, "name").send_keys("web-7")
+    browser.find_element(By.NAME, "pod_annotations").send_keys('ipam.spidernet.io/ippool={"ipv4": ["pool-b"]}')
+    browser.find_element(By.CSS_SELECTOR, "#sw-explain-form input[type=submit]").click()
+    outcome = browser.find_element(By.ID, "sw-explain-outcome").text
+    assert outcome == "The pod would get: 172.18.40.220/24 from pool-b"
