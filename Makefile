@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos clean cni-package image wheel
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos bench-portal clean cni-package image wheel
 
 include tests/lab/lab.mk
 
@@ -32,6 +32,8 @@ test-deps: $(STAMP)
 	$(MAKE) --no-print-directory image
 	@command -v prometheus >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
 	  apt-get install -y -qq --no-install-recommends prometheus; }  # runs the dashboard's queries in tests/helm
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }  # tests/browser
 
 ## image: the OCI image (image/build.sh; rebuilt only when the packaged sources change) and containerd + runc to
 ## run it (tests/image). Prints the archive's path, its size and the build time.
@@ -49,7 +51,7 @@ wheel: $(STAMP)
 test: test-deps
 	@set -euo pipefail; \
 	eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
-	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1 SPIDERWEB_REQUIRE_IMAGE=1; \
+	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1 SPIDERWEB_REQUIRE_IMAGE=1 SPIDERWEB_REQUIRE_BROWSER=1; \
 	$(MAKE) --no-print-directory lint; \
 	$(PY) manage.py makemigrations --check --dry-run; \
 	echo "== allocator on the embedded default (SQLite)"; \
@@ -67,6 +69,11 @@ bench-alloc: $(STAMP)
 bench-scale: $(STAMP)
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
 	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.scale
+
+## bench-portal: how long the admin opens a pool of 60,000 allocations; last line `portal_pool_page_s=...`
+bench-portal: $(STAMP)
+	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.portal
 
 bench-cni: test-deps
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from our static files (air-gapped sites, no CDN)
+    "import_export",  # CSV/JSON/YAML import and export of pools, subnets and reservations (ipam/resources.py)
     "spiderweb.tenancy",
     "spiderweb.changelog",
     "spiderweb.ipam",
@@ -182,6 +183,12 @@ STATIC_ROOT = Path(os.environ.get("SPIDERWEB_STATIC_ROOT", STATE_DIR / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise serves from here (filled by collectstatic)
 
 LOGIN_URL = "/admin/login/"
+
+# django-import-export: importing needs the model's add permission, exporting its view permission (the same
+# Django model permissions as the admin and the REST API); each import is one transaction.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+IMPORT_EXPORT_USE_TRANSACTIONS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from spiderweb.ipam import portal_views
 from spiderweb.ipam.api.throttles import login_throttled
 from spiderweb.ipam.api.urls import internal_urlpatterns, public_urlpatterns
 
@@ -12,8 +13,11 @@ admin.site.site_title = "Spiderweb"
 admin.site.index_title = "Underlay IPAM"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/admin/dashboard/", permanent=False)),
     path("admin/login/", login_throttled(admin.site.login), name="admin-login-throttled"),
+    path("admin/search/", admin.site.admin_view(portal_views.search), name="portal-search"),
+    path("admin/dashboard/", admin.site.admin_view(portal_views.dashboard), name="portal-dashboard"),
+    path("admin/explain/", admin.site.admin_view(portal_views.explain), name="portal-explain"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(public_urlpatterns)),
     path("api/v1/", include("spiderweb.controllers.gc.urls")),

@@ -172,3 +172,96 @@ def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, st
         if operator == "DoesNotExist" and present:
             return False
     return True
+
+
+_TERM_SET = re.compile(r"^(?P<key>[^\s!=(),]+)\s+(?P<op>in|notin)\s*\((?P<values>[^()]*)\)$")
+_TERM_EQUALS = re.compile(r"^(?P<key>[^\s!=(),]+)\s*(?P<op>==|=|!=)\s*(?P<value>[^\s!=(),]*)$")
+_TERM_EXISTS = re.compile(r"^(?P<not>!?)\s*(?P<key>[^\s!=(),]+)$")
+
+
+def _selector_terms(text: str) -> list[str]:
+    """Split on commas and line breaks outside parentheses."""
+    terms, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if depth == 0 and char in ",\n":
+            terms.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    terms.append("".join(current).strip())
+    return [term for term in terms if term]
+
+
+def parse_selector_text(text: str) -> dict[str, Any] | None:
+    """Read a label selector written as kubectl writes one (``-l``); empty text is no selector (None).
+
+    ``key=value`` (or ``==``) goes to matchLabels; ``key!=value`` and ``key notin (a, b)`` become NotIn,
+    ``key in (a, b)`` In, ``key`` Exists and ``!key`` DoesNotExist. Terms are separated by commas or line breaks.
+    The result still goes through :func:`validate_label_selector` (the REST API's rules) where it is used.
+
+    >>> parse_selector_text("app=web, tier in (db, cache)\\n!legacy")
+    {'matchLabels': {'app': 'web'}, 'matchExpressions': [{'key': 'tier', 'operator': 'In', 'values': ['db', 'cache']}, {'key': 'legacy', 'operator': 'DoesNotExist'}]}
+    >>> parse_selector_text("app=web, app=db")
+    Traceback (most recent call last):
+    ...
+    spiderweb.engine.errors.InvalidInput: 'app' is given two values, 'web' and 'db'
+    >>> parse_selector_text("app >= 3")
+    Traceback (most recent call last):
+    ...
+    spiderweb.engine.errors.InvalidInput: cannot read 'app >= 3': write key=value, key!=value, key in (a, b), key notin (a, b), key or !key
+    """  # noqa: E501
+    if not isinstance(text, str):
+        raise InvalidInput(f"a label selector text must be a string, got {text!r}")
+    match_labels: dict[str, str] = {}
+    expressions: list[dict[str, Any]] = []
+    for term in _selector_terms(text):
+        if found := _TERM_SET.match(term):
+            values = [value.strip() for value in found["values"].split(",") if value.strip()]
+            operator = "In" if found["op"] == "in" else "NotIn"
+            expressions.append({"key": found["key"], "operator": operator, "values": values})
+        elif found := _TERM_EQUALS.match(term):
+            key, value = found["key"], found["value"]
+            if found["op"] == "!=":
+                expressions.append({"key": key, "operator": "NotIn", "values": [value]})
+            elif key in match_labels and match_labels[key] != value:
+                raise InvalidInput(f"{key!r} is given two values, {match_labels[key]!r} and {value!r}")
+            else:
+                match_labels[key] = value
+        elif found := _TERM_EXISTS.match(term):
+            expressions.append({"key": found["key"], "operator": "DoesNotExist" if found["not"] else "Exists"})
+        else:
+            raise InvalidInput(f"cannot read {term!r}: write key=value, key!=value, key in (a, b), "
+                               f"key notin (a, b), key or !key")
+    if not match_labels and not expressions:
+        return None
+    selector: dict[str, Any] = {}
+    if match_labels:
+        selector["matchLabels"] = match_labels
+    if expressions:
+        selector["matchExpressions"] = expressions
+    return selector
+
+
+def format_selector_text(selector: dict[str, Any] | None) -> str:
+    """The inverse of :func:`parse_selector_text`, one requirement per line; None is empty text.
+
+    >>> print(format_selector_text({"matchLabels": {"app": "web"}, "matchExpressions": [
+    ...     {"key": "tier", "operator": "NotIn", "values": ["db"]}, {"key": "gpu", "operator": "Exists"}]}))
+    app=web
+    tier notin (db)
+    gpu
+    """
+    if not selector:
+        return ""
+    lines = [f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items()]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        if operator in ("In", "NotIn"):
+            lines.append(f"{key} {'in' if operator == 'In' else 'notin'} ({', '.join(values)})")
+        else:
+            lines.append(f"{'!' if operator == 'DoesNotExist' else ''}{key}")
+    return "\n".join(lines)

@@ -6,21 +6,28 @@ the object. Allocation records are read-only; addresses are released with the "R
 address history and the least-recently-released order.
 """
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db.models import Count, ProtectedError
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Count, OuterRef, ProtectedError, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from import_export.admin import ImportExportMixin
+from import_export.formats import base_formats
 from knox.models import AuthToken
 
 from spiderweb.engine import keys
+from spiderweb.engine import selector as selector_text
 from spiderweb.engine.errors import IPAMError
-from spiderweb.ipam import allocation, services, validation
+from spiderweb.ipam import allocation, resources, selectors, services, validation
 from spiderweb.ipam.models import (
     AddressHistory,
     Allocation,
@@ -36,17 +43,34 @@ from spiderweb.ipam.models import (
 )
 
 
-def utilization_bar(allocated: int, total: int) -> str:
-    """A small coloured bar: green below 70 %, orange below 90 %, red above."""
-    percent = 100.0 * allocated / total if total else 0.0
+def utilization_bar(usage: dict) -> str:
+    """A coloured bar (green below 70 %, orange below 90 %, red above) with its figure beside it, never inside,
+    so a nearly empty bar stays readable. `usage` is a `selectors.range_usage` dict: the one definition."""
+    percent = usage["utilization"]
     colour = "#c0392b" if percent >= 90 else "#e67e22" if percent >= 70 else "#27ae60"
     return format_html(
-        '<div style="width:120px;border:1px solid #ccc;"><div style="width:{}%;background:{};color:#fff;'
-        'font-size:10px;padding:1px 2px;white-space:nowrap">{}%</div></div>',
-        f"{min(percent, 100):.0f}",
-        colour,
-        f"{percent:.1f}",
+        '<span class="sw-usage" title="{} of {} usable addresses allocated" style="white-space:nowrap">'
+        '<span style="display:inline-block;vertical-align:middle;width:80px;height:10px;border:1px solid #999;'
+        'background:#fff"><span style="display:block;height:10px;width:{}%;background:{}"></span></span> {}%</span>',
+        usage["allocatedIPCount"], usage["totalIPCount"] - usage["reservedIPCount"],
+        f"{min(percent, 100):.0f}", colour, f"{percent:.1f}",
     )
+
+
+def usage_cell(usage: dict) -> str:
+    """A list cell: the bar and "allocated of usable", in one column so the list fits a 1400-pixel window."""
+    return format_html("{} <small>{} of {}</small>", utilization_bar(usage), usage["allocatedIPCount"],
+                       usage["totalIPCount"] - usage["reservedIPCount"])
+
+
+class UsageChangeList(ChangeList):
+    """A changelist whose rows carry `.usage` (`selectors.range_usage`), the reserved ranges read once per page."""
+
+    allocated_attr = "n_alloc"
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = selectors.attach_usage(self.result_list, allocated_attr=self.allocated_attr)
 
 
 def change_history_link(obj) -> str:
@@ -55,6 +79,18 @@ def change_history_link(obj) -> str:
         return "-"
     query = urlencode({"object_type": obj._meta.label_lower, "object_id": obj.pk})
     return format_html('<a href="{}?{}">Change history</a>', reverse("admin:changelog_objectchange_changelist"), query)
+
+
+class ChangeLogHistoryMixin:
+    """The HISTORY button opens the object's change log (every create, update and delete, from the admin, the REST
+    API, the mirror or a task); Django's own history would list only admin edits, which the services do not log."""
+
+    def history_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return super().history_view(request, object_id, extra_context)
+        query = urlencode({"object_type": obj._meta.label_lower, "object_id": obj.pk})
+        return HttpResponseRedirect(f"{reverse('admin:changelog_objectchange_changelist')}?{query}")
 
 
 class StringListField(forms.CharField):
@@ -72,6 +108,104 @@ class StringListField(forms.CharField):
             return value
         text = super().to_python(value) or ""
         return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
+
+
+def _json_or(text: str, opening: str, what: str):
+    """Text that starts like JSON (`opening`) is read as JSON, so a value copied from kubectl or the API still works."""
+    if not text.startswith(opening):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError(f"{what} in JSON could not be read: {exc.msg} (line {exc.lineno})") from None
+
+
+class RoutesField(forms.CharField):
+    """Routes typed one per line as ``DST via GW`` (JSON is accepted too); the pool/subnet rules check them after."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "placeholder": "10.7.0.0/16 via 10.6.0.1"})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(f"{route.get('dst', '')} via {route.get('gw', '')}" if isinstance(route, dict)
+                             else json.dumps(route) for route in value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        text = (super().to_python(value) or "").strip()
+        loaded = _json_or(text, "[", "Routes")
+        if loaded is not None:
+            return loaded
+        routes = []
+        for number, line in enumerate(text.splitlines(), 1):
+            words = line.split()
+            if not words:
+                continue
+            if len(words) == 3 and words[1] == "via":
+                words = [words[0], words[2]]
+            if len(words) != 2:
+                raise forms.ValidationError(f"Line {number}: write a route as 'DST via GW' "
+                                            f"(e.g. 10.7.0.0/16 via 10.6.0.1), got {line.strip()!r}")
+            routes.append({"dst": words[0], "gw": words[1]})
+        return routes
+
+
+class LabelsField(forms.CharField):
+    """Labels typed one per line as ``key=value`` (JSON is accepted too), checked with Kubernetes' label rules."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "placeholder": "team=network"})
+
+    def prepare_value(self, value):
+        if isinstance(value, dict):
+            return "\n".join(f"{key}={item}" for key, item in value.items())
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        text = (super().to_python(value) or "").strip()
+        loaded = _json_or(text, "{", "Labels")
+        labels = loaded if loaded is not None else {}
+        if loaded is None:
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                key, sep, item = line.strip().partition("=")
+                if not sep:
+                    raise forms.ValidationError(f"Line {number}: write a label as key=value, got {line.strip()!r}")
+                labels[key.strip()] = item.strip()
+        try:
+            return validation.labels_clean(labels)
+        except validation.SpecInvalid as exc:
+            raise forms.ValidationError([msg for msgs in exc.fields.values() for msg in msgs]) from None
+
+
+class LabelSelectorField(forms.CharField):
+    """A label selector typed as kubectl's ``-l`` (``app=web, tier in (db, cache), !legacy``; JSON accepted too).
+    Empty means no selector; the pool rules (the REST API's) check the result."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": "app=web, tier in (db, cache)"})
+
+    def prepare_value(self, value):
+        if isinstance(value, dict) or value is None:
+            return selector_text.format_selector_text(value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        text = (super().to_python(value) or "").strip()
+        if text == "null":
+            return None
+        loaded = _json_or(text, "{", "The selector")
+        if loaded is not None:
+            return loaded
+        try:
+            return selector_text.parse_selector_text(text)
+        except IPAMError as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 class ServiceDeleteMixin:
@@ -115,7 +249,7 @@ def _refusal(obj, exc) -> str:
     return f"{obj} was not deleted: still referenced by {holders}"
 
 
-class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelAdmin):
     """Routes saves and deletes through the service layer and shows rule violations on the form.
 
     Subclasses name the services, the spec fields, the list-of-strings fields and the validation function.
@@ -134,6 +268,16 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name in self.list_fields:
             return StringListField(required=False, label=db_field.verbose_name, help_text=db_field.help_text)
+        if db_field.name == "routes":
+            return RoutesField(required=False, label="routes",
+                               help_text="One route per line: DST via GW, e.g. 10.7.0.0/16 via 10.6.0.1.")
+        if db_field.name == "labels":
+            return LabelsField(required=False, label="labels", help_text="One label per line: key=value.")
+        if db_field.name in ("pod_affinity", "namespace_affinity", "node_affinity"):
+            return LabelSelectorField(
+                required=False, label=db_field.verbose_name,
+                help_text="kubectl's selector syntax: app=web, tier in (db, cache), zone notin (a), gpu, !legacy. "
+                          "Empty: no affinity.")
         if db_field.name == "ip_version":
             kwargs["required"] = False
             field = super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -200,7 +344,15 @@ class ServiceBackedAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         return change_history_link(obj)
 
 
-class AllocationInline(admin.TabularInline):
+class PortableMixin(ImportExportMixin):
+    """Import and export buttons (CSV, JSON, YAML); the rows go through the services (`ipam.resources`)."""
+
+    formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML]
+
+
+class EndpointAllocationInline(admin.TabularInline):
+    """A pod's addresses (a handful per pod); pools list theirs on the paginated allocation changelist instead."""
+
     model = Allocation
     fields = ("address", "prefix_length", "interface", "endpoint", "node", "created_at")
     readonly_fields = fields
@@ -214,28 +366,66 @@ class AllocationInline(admin.TabularInline):
 
 
 @admin.register(IPPool)
-class IPPoolAdmin(ServiceBackedAdmin):
+class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
     list_display = (
-        "name", "tenant", "ip_version", "subnet", "allocated", "total", "utilization", "default", "disable",
-        "owner_subnet",
+        "name", "tenant", "subnet", "utilization", "default", "disable", "owner_subnet",
     )
     list_filter = ("ip_version", "default", "disable", "terminating", "tenant", "owner_subnet")
     search_fields = ("name", "subnet", "ips")
-    readonly_fields = ("owner_subnet", "application", "generation", "created_at", "updated_at")
+    readonly_fields = ("address_space", "owner_subnet", "application", "generation", "created_at", "updated_at")
     exclude = ("scan_from", "fresh_exhausted", "k8s_uid", "k8s_resource_version", "synced_generation", "terminating",
                "auto_app_uid", "auto_interface", "auto_desired", "annotations")
-    inlines = [AllocationInline]
     spec_fields = tuple(services.POOL_FIELDS)
     list_fields = ("ips", "exclude_ips", "namespace_name", "node_name", "multus_name")
     instance_kwarg = "pool"
+    resource_classes = [resources.IPPoolResource]
     create_service = staticmethod(services.ippool_create)
     update_service = staticmethod(services.ippool_update)
     delete_service = staticmethod(services.ippool_delete)
     clean_spec = staticmethod(validation.ippool_clean)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_alloc=Count("allocations")).select_related(
+        # A correlated count (an index-only scan per pool row), not a join grouped by every pool column: the change
+        # page of a pool with 60,000 allocations would spend a second in that GROUP BY.
+        allocated = Allocation.objects.filter(pool=OuterRef("pk")).order_by().values("pool").annotate(
+            n=Count("*")).values("n")
+        return super().get_queryset(request).annotate(n_alloc=Coalesce(Subquery(allocated), 0)).select_related(
             "tenant", "owner_subnet"
+        )
+
+    def get_changelist(self, request, **kwargs):
+        return UsageChangeList
+
+    def get_fields(self, request, obj=None):
+        """The address space first: it is what an admin opens a pool for."""
+        fields = [name for name in super().get_fields(request, obj) if name != "address_space"]
+        return ["address_space", *fields] if obj is not None else fields
+
+    @admin.display(description="address space")
+    def address_space(self, obj):
+        """Usage, free ranges, the next free addresses and links to the pool's allocations and address history.
+
+        The allocations are not inlined (a pool may hold 60,000): they are one click away on the allocation list,
+        filtered by this pool and paginated.
+        """
+        if obj is None or obj.pk is None:
+            return "—"
+        obj = IPPool.objects.get(pk=obj.pk)  # the stored pool, not a form's unsaved edits
+        space = selectors.ippool_address_space(obj)
+        usage = space["usage"]
+        allocations = reverse("admin:ipam_allocation_changelist") + "?" + urlencode({"pool__id__exact": obj.pk})
+        history = reverse("admin:ipam_addresshistory_changelist") + "?" + urlencode({"pool_name": obj.name})
+        more = space["free_range_count"] - len(space["free_ranges"])
+        return format_html(
+            '<div class="sw-address-space">{} <b>{}</b> allocated, <b>{}</b> free, {} reserved, {} in total<br>'
+            '<a href="{}" id="sw-pool-allocations">Allocations of this pool ({})</a> · '
+            '<a href="{}" id="sw-pool-history">Address history of this pool</a><br>'
+            'Next free: <code id="sw-next-free">{}</code><br>'
+            'Free ranges ({}): <code id="sw-free-ranges">{}</code>{}</div>',
+            utilization_bar(usage), usage["allocatedIPCount"], usage["freeIPCount"], usage["reservedIPCount"],
+            usage["totalIPCount"], allocations, usage["allocatedIPCount"], history,
+            ", ".join(space["next_free"]) or "none", space["free_range_count"],
+            ", ".join(space["free_ranges"]) or "none", f" and {more} more" if more > 0 else "",
         )
 
     @admin.display(description="allocated", ordering="n_alloc")
@@ -245,6 +435,32 @@ class IPPoolAdmin(ServiceBackedAdmin):
     @admin.display(description="total")
     def total(self, obj):
         return obj.total_ip_count
+
+    actions = ["disable_selected", "enable_selected"]
+
+    @admin.action(description="Disable selected pools (no new allocations; release still works)",
+                  permissions=["change"])
+    def disable_selected(self, request, queryset):
+        self._set_disable(request, queryset, True)
+
+    @admin.action(description="Enable selected pools", permissions=["change"])
+    def enable_selected(self, request, queryset):
+        self._set_disable(request, queryset, False)
+
+    def _set_disable(self, request, queryset, disable: bool):
+        """Each pool through `ippool_update` (its lock, its rules, its change log entry), in primary-key order."""
+        changed = []
+        for pool in queryset.order_by("pk"):
+            if pool.disable == disable:
+                continue
+            try:
+                services.ippool_update(pool=pool, spec=self.spec_from(pool) | {"disable": disable}, labels=pool.labels)
+            except IPAMError as exc:
+                self.message_user(request, f"{pool} was not changed: {exc.message}", level=messages.ERROR)
+            else:
+                changed.append(pool.name)
+        verb = "Disabled" if disable else "Enabled"
+        self.message_user(request, f"{verb} {len(changed)} pool(s): {', '.join(changed[:10]) or 'none'}")
 
     @admin.display(description="application")
     def application(self, obj):
@@ -257,14 +473,14 @@ class IPPoolAdmin(ServiceBackedAdmin):
                 f"{obj.total_ip_count} of {obj.auto_desired} addresses, "
                 f"ippool-ip-number {(obj.annotations or {}).get(keys.ANNO_IPPOOL_IP_NUMBER, '?')}")
 
-    @admin.display(description="utilization")
+    @admin.display(description="utilization", ordering="n_alloc")
     def utilization(self, obj):
-        return utilization_bar(obj.n_alloc, obj.total_ip_count)
+        return usage_cell(obj.usage)
 
 
 @admin.register(Subnet)
-class SubnetAdmin(ServiceBackedAdmin):
-    list_display = ("name", "tenant", "ip_version", "subnet", "gateway", "pools", "allocated", "total", "utilization")
+class SubnetAdmin(PortableMixin, ServiceBackedAdmin):
+    list_display = ("name", "tenant", "subnet", "gateway", "pools", "utilization")
     list_filter = ("ip_version", "terminating", "tenant")
     search_fields = ("name", "subnet")
     readonly_fields = ("pools_in_subnet", "generation", "created_at", "updated_at")
@@ -272,6 +488,7 @@ class SubnetAdmin(ServiceBackedAdmin):
     spec_fields = tuple(services.SUBNET_FIELDS)
     list_fields = ("ips", "exclude_ips")
     instance_kwarg = "subnet"
+    resource_classes = [resources.SubnetResource]
     create_service = staticmethod(services.subnet_create)
     update_service = staticmethod(services.subnet_update)
     delete_service = staticmethod(services.subnet_delete)
@@ -289,21 +506,40 @@ class SubnetAdmin(ServiceBackedAdmin):
     def pools(self, obj):
         return obj.n_pools
 
-    @admin.display(description="pools cut from this subnet")
+    def get_changelist(self, request, **kwargs):
+        return UsageChangeList
+
+    def get_fields(self, request, obj=None):
+        """The layout of the subnet first: which pools are cut from it and what is left."""
+        fields = [name for name in super().get_fields(request, obj) if name != "pools_in_subnet"]
+        return ["pools_in_subnet", *fields] if obj is not None else fields
+
+    @admin.display(description="pools and free space")
     def pools_in_subnet(self, obj):
-        """Every pool of the subnet with its usage and, for an auto pool, the workload it serves."""
+        """The subnet in address order: each pool with its usage bar (and, for an auto pool, the workload it
+        serves), and the unassigned ranges between them."""
         if obj.pk is None:
             return "—"
-        pools = obj.pools.annotate(n=Count("allocations")).order_by("name")
-        if not pools:
-            return "none"
-        rows = format_html_join(
-            "", "<li><a href=\"{}\">{}</a>: {} of {} addresses allocated{}</li>",
-            ((reverse("admin:ipam_ippool_change", args=[p.pk]), p.name, p.n, p.total_ip_count,
-              f" — auto pool of {p.labels.get(keys.LABEL_OWNER_APP_KIND, '')} "
-              f"{p.labels.get(keys.LABEL_OWNER_APP_NAMESPACE, '')}/{p.labels.get(keys.LABEL_OWNER_APP_NAME, '')}"
-              if p.auto_app_uid else "") for p in pools))
-        return format_html("<ul>{}</ul>", rows)
+        rows = []
+        for row in selectors.subnet_layout(Subnet.objects.get(pk=obj.pk)):  # stored, not a form's unsaved edits
+            if row["kind"] == "free":
+                rows.append(format_html('<tr class="sw-free"><td><i>free</i></td><td><code>{}</code></td>'
+                                        '<td>{} addresses not in any pool</td></tr>',
+                                        ", ".join(row["ranges"]), row["count"]))
+                continue
+            p = row["pool"]
+            auto = (f" — auto pool of {p.labels.get(keys.LABEL_OWNER_APP_KIND, '')} "
+                    f"{p.labels.get(keys.LABEL_OWNER_APP_NAMESPACE, '')}/{p.labels.get(keys.LABEL_OWNER_APP_NAME, '')}"
+                    if p.auto_app_uid else "")
+            rows.append(format_html(
+                '<tr class="sw-pool"><td><a href="{}">{}</a>{}</td><td><code>{}</code></td><td>{} {} of {}</td></tr>',
+                reverse("admin:ipam_ippool_change", args=[p.pk]), p.name, auto, ", ".join(row["ranges"]) or "none",
+                utilization_bar(p.usage), p.usage["allocatedIPCount"],
+                p.usage["totalIPCount"] - p.usage["reservedIPCount"]))
+        if not rows:
+            return "no addresses"
+        return format_html('<table id="sw-subnet-layout"><tr><th>pool</th><th>ranges</th><th>usage</th></tr>{}'
+                           '</table>', format_html_join("", "{}", ((row,) for row in rows)))
 
     @admin.display(description="allocated", ordering="n_alloc")
     def allocated(self, obj):
@@ -313,13 +549,13 @@ class SubnetAdmin(ServiceBackedAdmin):
     def total(self, obj):
         return obj.total_ip_count
 
-    @admin.display(description="utilization")
+    @admin.display(description="utilization", ordering="n_alloc")
     def utilization(self, obj):
-        return utilization_bar(obj.n_alloc, obj.total_ip_count)
+        return usage_cell(obj.usage)
 
 
 @admin.register(ReservedIP)
-class ReservedIPAdmin(ServiceBackedAdmin):
+class ReservedIPAdmin(PortableMixin, ServiceBackedAdmin):
     list_display = ("name", "tenant", "ip_version", "ips_text", "count")
     list_filter = ("ip_version", "terminating", "tenant")
     search_fields = ("name", "ips")
@@ -328,6 +564,7 @@ class ReservedIPAdmin(ServiceBackedAdmin):
     spec_fields = tuple(services.RESERVED_FIELDS)
     list_fields = ("ips",)
     instance_kwarg = "reserved"
+    resource_classes = [resources.ReservedIPResource]
     create_service = staticmethod(services.reservedip_create)
     update_service = staticmethod(services.reservedip_update)
     delete_service = staticmethod(services.reservedip_delete)
@@ -353,7 +590,7 @@ class EndpointAdmin(admin.ModelAdmin):
     list_filter = ("owner_kind", "node")
     search_fields = ("namespace", "name", "uid", "owner_name")
     readonly_fields = [f.name for f in Endpoint._meta.fields]
-    inlines = [AllocationInline]
+    inlines = [EndpointAllocationInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n=Count("allocations"))
@@ -382,6 +619,7 @@ class AllocationAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Allocation._meta.fields] + ["history_link"]
     list_select_related = ("pool", "endpoint")
     actions = ["release_selected"]
+    show_full_result_count = False  # a filtered page of a 60,000-address pool needs no second count of every row
 
     def has_add_permission(self, request):
         return False

@@ -9,12 +9,12 @@ from django.contrib import admin
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.changelog.services import object_change_record, object_snapshot
 from spiderweb.ipam import services
-from spiderweb.ipam.admin import ServiceDeleteMixin, change_history_link
+from spiderweb.ipam.admin import ChangeLogHistoryMixin, ServiceDeleteMixin, change_history_link
 from spiderweb.tenancy.models import Tenant
 
 
 @admin.register(Tenant)
-class TenantAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class TenantAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelAdmin):
     list_display = ("name", "description", "member_count", "created_at")
     search_fields = ("name", "description", "members__username")
     filter_horizontal = ("members",)

@@ -8,16 +8,16 @@ import urllib.parse
 BENCH_DB = "spiderweb_bench"
 
 
-def setup_django_on_bench_db() -> None:
-    """Point Django at a fresh `spiderweb_bench` database on the test server and migrate it."""
+def setup_django_on_bench_db(name: str = BENCH_DB) -> None:
+    """Point Django at a fresh database (`spiderweb_bench` unless named) on the test server and migrate it."""
     import psycopg
 
     url = urllib.parse.urlparse(os.environ["DATABASE_URL"])
     admin = url._replace(path="/postgres").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    os.environ["DATABASE_URL"] = url._replace(path=f"/{BENCH_DB}").geturl()
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    os.environ["DATABASE_URL"] = url._replace(path=f"/{name}").geturl()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
     os.environ.setdefault("SPIDERWEB_SECRET_KEY", "bench")
     import django

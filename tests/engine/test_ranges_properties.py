@@ -161,3 +161,11 @@ def test_equal_members_mean_equal_sets_and_hashes(scenario):
     singles = RangeSet.from_pairs([(n, n) for n in naive(a)], version)
     assert forwards == backwards == singles
     assert hash(forwards) == hash(backwards) == hash(singles)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**32 - 1), max_size=200))
+def test_from_keys_equals_the_set_of_single_addresses(numbers):
+    from spiderweb.engine.ranges import address_key
+
+    keys = [address_key(n, 4) for n in numbers]
+    assert RangeSet.from_keys(keys, 4) == RangeSet.from_pairs([(n, n) for n in numbers], 4)

@@ -200,4 +200,5 @@ def test_only_the_application_controller_changes_an_auto_pools_addresses(subnet)
 def test_the_subnet_page_lists_its_pools_with_their_usage(subnet, admin_client):
     [state] = reconcile(app(), 2)
     page = admin_client.get(f"/admin/ipam/subnet/{subnet.pk}/change/").content.decode()
-    assert f"{state.pool}</a>: 0 of 3 addresses allocated — auto pool of Deployment default/web" in page
+    assert f"{state.pool}</a> — auto pool of Deployment default/web</td>" in page
+    assert "0.0%</span> 0 of 3</td>" in page  # its usage bar: none of its 3 addresses allocated

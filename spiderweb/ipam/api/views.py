@@ -475,8 +475,7 @@ class ExplainView(APIView):
             v6=tuple(cni.get("default_ipv6_ippool", ())),
             clean_gateway=cni.get("clean_gateway", False),
         )
-        visible = None if acts_cluster_wide(request.user, "ipam.view_ippool") else frozenset(
-            selectors.ippool_list_for_user(request.user).values_list("name", flat=True))
+        visible = selectors.ippool_names_visible_to(request.user)
         result = allocation.ippool_explain(
             request=allocation.AllocateRequest(facts=facts, if_name=data["ifName"], cni=defaults), visible=visible
         )
