@@ -1,4 +1,5 @@
-"""`make run`'s demo data: pools with live allocations and address history, loaded once however often it runs."""
+"""`make run`: its demo data (pools with live allocations and address history, loaded once however often it runs)
+and where it listens."""
 
 from django.core.management import call_command
 
@@ -19,3 +20,11 @@ def test_demo_has_pods_with_addresses_and_history_and_loads_once(transactional_d
     released = AddressHistory.objects.exclude(released_at=None)
     assert released.values("pod_name").distinct().count() == 4
     assert capsys.readouterr().out.count("11 pods holding addresses") == 2
+
+
+def test_make_run_binds_where_spiderweb_bind_says(monkeypatch):
+    from spiderweb.ipam.management.commands.run_embedded import Command
+
+    assert Command().create_parser("manage.py", "run_embedded").parse_args([]).bind == "127.0.0.1:8000"
+    monkeypatch.setenv("SPIDERWEB_BIND", "0.0.0.0:8080")
+    assert Command().create_parser("manage.py", "run_embedded").parse_args([]).bind == "0.0.0.0:8080"
