@@ -19,6 +19,8 @@ Every NIC and family of a request succeeds or none does (no half-allocated dual-
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import logging
 import time
@@ -368,7 +370,8 @@ def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = Fal
     versions = {version for _, version, _ in plan}
     claims = not dry_run and _claims_addresses()
     if claims:
-        locked, blocked, first_batches = _pools_share_lock(wanted, versions)
+        catalog = {pools[n].pk: pools[n] for _, _, ns in plan for n in ns}
+        locked, blocked, first_batches = _pools_share_lock(catalog, versions)
     else:
         blocked = {v: reserved_ranges(v) for v in versions}
         first_batches = {}
@@ -606,7 +609,7 @@ def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, 
     if connection.vendor != "postgresql":
         return lookup.select_for_update().first(), False
     new = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
-    fields = [f for f in Endpoint._meta.concrete_fields if not f.primary_key]
+    fields = _insert_fields(Endpoint)
     columns = [f.column for f in Endpoint._meta.concrete_fields]
     placeholders = ", ".join(["%s"] * len(fields))
     sql = (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) VALUES ({placeholders})"
@@ -616,6 +619,12 @@ def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, 
         cursor.execute(sql, [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields])
         *values, created = cursor.fetchone()
     return Endpoint.from_db(connection.alias, [f.attname for f in Endpoint._meta.concrete_fields], values), created
+
+
+@functools.cache
+def _insert_fields(model, without: tuple[str, ...] = ()) -> list:
+    """The columns a hand-written INSERT of `model` fills (all but the primary key and `without`)."""
+    return [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in without]
 
 
 def _endpoint_fields(facts: PodFacts) -> dict:
@@ -788,7 +797,7 @@ CLAIM_BATCH = 32  # candidate addresses offered to one claim statement; the firs
 # The first scan of each pool (the used keys from its scan hint on, as `_used_keys_from` reads them) and the
 # reservations of its family ride on the statement that share-locks the pool rows.
 _POOLS_SHARE_LOCK_SQL = f"""
-SELECT p.*,
+SELECT p.id, p.generation, p.disable, p.terminating, p.scan_from, p.fresh_exhausted, p.auto_desired,
     ARRAY(SELECT u.k FROM (
         (SELECT a.address_key AS k FROM ipam_allocation a
          WHERE a.pool_id = p.id AND a.address_key >= p.scan_from ORDER BY a.address_key LIMIT {SCAN_BATCH})
@@ -802,20 +811,30 @@ FROM ipam_ippool p WHERE p.id = ANY(%s) ORDER BY p.id FOR KEY SHARE OF p
 """
 
 
-def _pools_share_lock(wanted: dict[int, int], versions: set[int]) -> tuple[list[IPPool], dict[int, RangeSet], dict]:
+def _pools_share_lock(catalog: dict[int, IPPool], versions: set[int]) -> tuple[list[IPPool], dict[int, RangeSet],
+                                                                                dict[int, list[str]]]:
     """Share-lock the candidate pools (primary-key order) and read what taking an address needs, in one statement.
 
     Returns the locked pools, the reserved ranges of each family (every non-terminating `ReservedIP`, as
-    `validation.reserved_ranges` has them) and the first used-key batch of each pool from its scan hint.
+    `validation.reserved_ranges` has them) and the first used-key batch of each pool from its scan hint. A pool
+    is the catalog's copy with the columns that change without a new generation (and the generation) read
+    from its locked row; the caller refuses it if that generation is not the catalog's.
     """
-    with metrics.lock_wait("pool"):
-        locked = list(IPPool.objects.raw(_POOLS_SHARE_LOCK_SQL, [list(wanted)]))
+    with metrics.lock_wait("pool"), connection.cursor() as cursor:
+        cursor.execute(_POOLS_SHARE_LOCK_SQL, [list(catalog)])
+        rows = cursor.fetchall()
     blocked = {v: RangeSet.empty(v) for v in versions}
-    for pool in locked:
+    locked, first_batches = [], {}
+    for pk, generation, disable, terminating, scan_from, fresh_exhausted, auto_desired, used, reserved in rows:
+        pool = copy.copy(catalog[pk])
+        pool.generation, pool.disable, pool.terminating = generation, disable, terminating
+        pool.scan_from, pool.fresh_exhausted, pool.auto_desired = scan_from, fresh_exhausted, auto_desired
+        locked.append(pool)
+        first_batches[pk] = list(used)
         if pool.ip_version in blocked and not blocked[pool.ip_version]:
-            for ips in json.loads(pool.claim_reserved):
+            for ips in json.loads(reserved):
                 blocked[pool.ip_version] = blocked[pool.ip_version].union(RangeSet.parse(ips, pool.ip_version))
-    return locked, blocked, {pool.pk: list(pool.claim_used_keys) for pool in locked}
+    return locked, blocked, first_batches
 
 
 def _claim(pool: IPPool, blocked: RangeSet, row: Allocation, first_batch: list[str] | None) -> tuple[int | None, str]:
@@ -913,6 +932,14 @@ def _recycled_candidates(pool: IPPool, free: RangeSet, *, exclude: list[str]) ->
     return found
 
 
+# `address_key` back to an inet in SQL (the inverse of `ranges.address_key`), so that only the keys of the
+# candidates travel: IPv4 as an offset from 0.0.0.0, IPv6 as its eight hextets.
+_KEY_TO_INET = {
+    4: "('0.0.0.0'::inet + ('x' || c.k)::bit(32)::bigint)",
+    6: "(" + " || ':' || ".join(f"substr(c.k, {i}, 4)" for i in range(1, 33, 4)) + ")::inet",
+}
+
+
 def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recycled: bool,
                   hint: bool = False) -> tuple[int | None, int | None]:
     """One statement: take the first candidate whose advisory lock is free, insert `row` with it.
@@ -927,9 +954,8 @@ def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recyc
     """
     version = pool.ip_version
     keys = [address_key(n, version) for n in candidates]
-    fields = [f for f in Allocation._meta.concrete_fields if not f.primary_key and f.name not in ("address",
-                                                                                                  "address_key")]
-    params: dict = {"keys": keys, "addrs": [int_to_ip(n, version) for n in candidates], "pool": pool.pk,
+    fields = _insert_fields(Allocation, without=("address", "address_key"))
+    params: dict = {"keys": keys, "pool": pool.pk,
                     "family": _claim_lock_key(version, ""), "hint": keys[0], "seen": pool.scan_from}
     values = []
     for i, f in enumerate(fields):
@@ -948,12 +974,12 @@ def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recyc
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     sql = f"""
 WITH pick AS MATERIALIZED (
-    SELECT c.k, c.a FROM unnest(%(keys)s::text[], %(addrs)s::text[]) AS c(k, a)
+    SELECT c.k, {_KEY_TO_INET[version]} AS a FROM unnest(%(keys)s::text[]) AS c(k)
     WHERE CASE WHEN {gone} THEN false ELSE pg_try_advisory_xact_lock(hashtextextended(%(family)s || c.k, 0)) END
     LIMIT 1
 ), src AS ({source}){hint_sql}, ins AS (
     INSERT INTO ipam_allocation ({columns}, address, address_key)
-    SELECT {", ".join(values)}, src.a::inet, src.k FROM src
+    SELECT {", ".join(values)}, src.a, src.k FROM src
     ON CONFLICT (pool_id, address_key) DO NOTHING RETURNING id
 )
 SELECT (SELECT k FROM pick), (SELECT id FROM ins)
