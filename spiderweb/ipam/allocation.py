@@ -4,14 +4,20 @@ One allocation is one short transaction:
 
 0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too, and refuse a sandbox whose DEL came
    first (`spiderweb.ipam.tombstones`),
-1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod),
+1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod; on PostgreSQL one statement
+   inserts it for a new pod or locks it),
 2. plan the NICs and candidate pools with `spiderweb.engine.selection` (pure, explains every rejection),
-3. lock every candidate pool row in primary-key order, FOR NO KEY UPDATE so that the foreign-key checks of a
-   release committing meanwhile never wait on it (never a global lock, never a deadlock),
+3. lock every candidate pool row in primary-key order (never a global lock, never a deadlock): on PostgreSQL
+   FOR KEY SHARE, which allocators share and pool edits wait for; on SQLite, for `explain` and for a capped
+   pool, FOR NO KEY UPDATE (see `_lock_and_take`),
 4. take the next address of each (NIC, family): never-used addresses first (walking up from the pool's
    `scan_from` hint with indexed range queries, so a /64 or a pool holding 60,000 allocations costs the same
-   as an empty one), then released addresses least-recently-released first,
+   as an empty one), then released addresses least-recently-released first; on PostgreSQL each is *claimed*
+   (`_claim`), so concurrent allocations of one pool take neighbouring addresses side by side,
 5. insert `Allocation` rows, whose unique constraints make a duplicate impossible even if this code is wrong.
+
+On PostgreSQL a new pod's allocation is six round trips: BEGIN, the pod lock, the endpoint, the pool lock with
+the reservations and the first scan, the claim (address, insert, hint), COMMIT.
 
 Every NIC and family of a request succeeds or none does (no half-allocated dual-stack pod). ADD is idempotent by
 (pod UID, interface); DEL is idempotent and guarded by pod UID, so a DEL for an older incarnation does nothing.
