@@ -2,10 +2,10 @@
 
 One allocation is one short transaction:
 
-0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too, and refuse a sandbox whose DEL came
-   first (`spiderweb.ipam.tombstones`),
-1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod; on PostgreSQL one statement
-   inserts it for a new pod or locks it),
+0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too,
+1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod; on PostgreSQL the statement
+   that takes the pod lock inserts it for a new pod or locks it, `_endpoint_lock`), and refuse a sandbox whose
+   DEL came first (`spiderweb.ipam.tombstones`),
 2. plan the NICs and candidate pools with `spiderweb.engine.selection` (pure, explains every rejection),
 3. lock every candidate pool row in primary-key order (never a global lock, never a deadlock): on PostgreSQL
    FOR KEY SHARE, which allocators share and pool edits wait for; on SQLite, for `explain` and for a capped
@@ -16,8 +16,8 @@ One allocation is one short transaction:
    (`_claim`), so concurrent allocations of one pool take neighbouring addresses side by side,
 5. insert `Allocation` rows, whose unique constraints make a duplicate impossible even if this code is wrong.
 
-On PostgreSQL a new pod's allocation is six round trips: BEGIN, the pod lock, the endpoint, the pool lock with
-the reservations and the first scan, the claim (address, insert, hint), COMMIT.
+On PostgreSQL a new pod's allocation is five round trips: BEGIN, the pod lock with the endpoint, the pool lock
+with the reservations and the first scan, the claim (address, insert, hint), COMMIT.
 
 Every NIC and family of a request succeeds or none does (no half-allocated dual-stack pod). ADD is idempotent by
 (pod UID, interface); DEL is idempotent and guarded by pod UID, so a DEL for an older incarnation does nothing.
@@ -128,7 +128,9 @@ def _pod_lock(pod_uid: str) -> None:
 
     Its own statement, first in the transaction: under READ COMMITTED every statement takes its snapshot when it
     starts, so the statements after this one see what the transaction it waited for committed (a lock taken inside
-    the release statement would leave that statement with a snapshot from before the wait). Two UIDs whose hashes
+    the release statement would leave that statement with a snapshot from before the wait). An allocation on
+    PostgreSQL takes the same lock at the start of its endpoint upsert instead, which needs no snapshot
+    (`_endpoint_lock`). Two UIDs whose hashes
     collide only wait for each other briefly. A per-pod lock, never a global one: other pods never wait on it.
     Always the first lock of its transaction, and a transaction takes one, so it cannot be part of a deadlock.
     SQLite needs nothing here: it has one writer at a time and serializable transactions.
@@ -163,7 +165,6 @@ def _ippool_allocate(request: AllocateRequest, pod_reader: PodReader | None) -> 
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                _pod_lock(facts.uid)
                 rows = _allocate_locked(request, cluster, cross_node_confirmed=cross_node_confirmed)
             break
         except CrossNodeReplacement:
@@ -238,8 +239,8 @@ def _allocate_locked(
     `cross_node_confirmed`: the API server confirmed the pod's new UID and node (see `ippool_allocate`).
     """
     facts = request.facts
+    endpoint, created = _endpoint_lock(facts, dry_run=dry_run)  # takes the pod lock first (not for a dry run)
     pod_tombstone_refuse(facts=facts, container_id=request.container_id)
-    endpoint, created = _endpoint_lock(facts, dry_run=dry_run)
     held_rows: list[Allocation] = []
     if not created and endpoint is not None and endpoint.uid == facts.uid:
         held_rows = _shown(list(endpoint.allocations.select_related("pool").order_by("interface", "ip_version")),
@@ -603,26 +604,32 @@ def _static_rebind(endpoint: Endpoint, request: AllocateRequest, nics: list[NicR
 
 
 def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, bool]:
-    """The pod's endpoint, row-locked (serialises retries and parallel ADDs of one pod); (endpoint, created).
+    """Take the pod's lock, then its endpoint row-locked (serialises retries and parallel ADDs of one pod).
 
-    On PostgreSQL one statement inserts it for a new pod or locks the one recorded (returned as it was, so the
-    caller still sees an older incarnation's UID and owner); elsewhere it is locked if it exists (None if not).
-    `dry_run` (explain): read only, never locked or created.
+    Returns (endpoint, created). On PostgreSQL one statement takes the pod lock (`_pod_lock`'s, first of the
+    transaction) and then inserts the endpoint for a new pod or locks the one recorded, returned as it was so
+    the caller still sees an older incarnation's UID and owner. The insert and its conflict check see the
+    endpoint as committed when the lock was granted (ON CONFLICT does not use the statement's snapshot), and
+    every later statement has a snapshot taken after it, as `_pod_lock` requires. Elsewhere (one writer) the
+    endpoint is locked if it exists (None if not). `dry_run` (explain): read only, no lock, nothing created.
     """
     lookup = Endpoint.objects.filter(namespace=facts.namespace, name=facts.name)
     if dry_run:
         return lookup.first(), False
     if connection.vendor != "postgresql":
+        _pod_lock(facts.uid)
         return lookup.select_for_update().first(), False
     new = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
     fields = _insert_fields(Endpoint)
     columns = [f.column for f in Endpoint._meta.concrete_fields]
     placeholders = ", ".join(["%s"] * len(fields))
-    sql = (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) VALUES ({placeholders})"
+    sql = (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) SELECT {placeholders}"
+           f" FROM (SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))) AS pod_lock"
            f" ON CONFLICT (namespace, name) DO UPDATE SET namespace = EXCLUDED.namespace"
            f" RETURNING {', '.join(columns)}, xmax = 0")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields])
+    params = [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields]
+    with connection.cursor() as cursor, metrics.lock_wait("pod"):
+        cursor.execute(sql, [*params, POD_LOCK_CLASS, facts.uid])
         *values, created = cursor.fetchone()
     return Endpoint.from_db(connection.alias, [f.attname for f in Endpoint._meta.concrete_fields], values), created
 
