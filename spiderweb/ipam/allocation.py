@@ -613,10 +613,10 @@ def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, 
     every later statement has a snapshot taken after it, as `_pod_lock` requires. Elsewhere (one writer) the
     endpoint is locked if it exists (None if not). `dry_run` (explain): read only, no lock, nothing created.
     """
-    lookup = Endpoint.objects.filter(namespace=facts.namespace, name=facts.name)
-    if dry_run:
-        return lookup.first(), False
-    if connection.vendor != "postgresql":
+    if dry_run or connection.vendor != "postgresql":
+        lookup = Endpoint.objects.filter(namespace=facts.namespace, name=facts.name)
+        if dry_run:
+            return lookup.first(), False
         _pod_lock(facts.uid)
         return lookup.select_for_update().first(), False
     new = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
