@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings as django_settings
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -968,12 +969,11 @@ def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recyc
     version = pool.ip_version
     keys = [address_key(n, version) for n in candidates]
     fields = _insert_fields(Allocation, without=("address", "address_key"))
-    params: dict = {"keys": keys, "pool": pool.pk,
+    # The row's values travel as one JSON document (jsonb_populate_record types them by column): one parameter
+    # to render instead of one per column.
+    values = {f.column: f.pre_save(row, add=True) for f in fields}
+    params: dict = {"keys": keys, "pool": pool.pk, "row": json.dumps(values, default=_json_datetime),
                     "family": _claim_lock_key(version, ""), "hint": keys[0], "seen": pool.scan_from}
-    values = []
-    for i, f in enumerate(fields):
-        params[f"v{i}"] = f.get_db_prep_save(f.pre_save(row, add=True), connection)
-        values.append(f"%(v{i})s")
     if recycled:
         source = ("DELETE FROM ipam_releasedaddress r USING pick WHERE r.pool_id = %(pool)s AND r.address_key = pick.k "
                   "RETURNING pick.k, pick.a")
@@ -992,7 +992,8 @@ WITH pick AS MATERIALIZED (
     LIMIT 1
 ), src AS ({source}){hint_sql}, ins AS (
     INSERT INTO ipam_allocation ({columns}, address, address_key)
-    SELECT {", ".join(values)}, src.a, src.k FROM src
+    SELECT {", ".join(f"r.{connection.ops.quote_name(f.column)}" for f in fields)}, src.a, src.k
+    FROM src, jsonb_populate_record(NULL::ipam_allocation, %(row)s::jsonb) AS r
     ON CONFLICT (pool_id, address_key) DO NOTHING RETURNING id
 )
 SELECT (SELECT k FROM pick), (SELECT id FROM ins)
@@ -1006,6 +1007,13 @@ SELECT (SELECT k FROM pick), (SELECT id FROM ins)
     row.pk = pk
     row._state.adding, row._state.db = False, connection.alias
     return picked, picked
+
+
+def _json_datetime(value):
+    """Timestamps for jsonb_populate_record, at full precision (DjangoJSONEncoder would cut to milliseconds)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _pool_hint_update(pool: IPPool, *, fresh_exhausted: bool) -> None:
