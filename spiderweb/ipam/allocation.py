@@ -1041,6 +1041,10 @@ def ippool_release(
     `dead_sandbox_id` is the container ID of a CNI DEL for a pod the agent knows will never be alive again: the
     sandbox is remembered (`PodTombstone`), so an ADD of it that this DEL overtook is refused when it arrives.
     """
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION):
+            return _release_postgresql_one_trip(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason,
+                                                node=node, dead_sandbox_id=dead_sandbox_id)
     with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION), transaction.atomic():
         _pod_lock(pod_uid)
         if connection.vendor == "postgresql":
@@ -1104,6 +1108,28 @@ def _release_postgresql(
               "dead_sandbox_id": dead_sandbox_id}
     with connection.cursor() as cursor:
         cursor.execute(_RELEASE_SQL, params)
+        released = [address for (address,) in cursor.fetchall()]
+    if released:
+        metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
+    return released
+
+
+def _release_postgresql_one_trip(
+    *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
+) -> list[str]:
+    """`_pod_lock` and `_RELEASE_SQL` as two statements of one message: one round trip, one transaction.
+
+    Outside a transaction (autocommit) PostgreSQL runs the statements of one simple-protocol message as one
+    implicit transaction, committed after the last; each statement still takes its own snapshot, so the
+    release sees what an ADD it waited for committed, exactly as with the lock in a statement of its own. Any
+    error rolls all of it back. The pod-lock wait observed is that of the whole message.
+    """
+    params = {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason,
+              "dead_sandbox_id": dead_sandbox_id, "lock_class": POD_LOCK_CLASS}
+    sql = "SELECT pg_advisory_xact_lock(%(lock_class)s::integer, hashtext(%(uid)s));\n" + _RELEASE_SQL
+    with connection.cursor() as cursor, metrics.lock_wait("pod"):
+        cursor.execute(sql, params)
+        cursor.nextset()
         released = [address for (address,) in cursor.fetchall()]
     if released:
         metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
