@@ -2,16 +2,22 @@
 
 One allocation is one short transaction:
 
-0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too, and refuse a sandbox whose DEL came
-   first (`spiderweb.ipam.tombstones`),
-1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod),
+0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too,
+1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod; on PostgreSQL the statement
+   that takes the pod lock inserts it for a new pod or locks it, `_endpoint_lock`), and refuse a sandbox whose
+   DEL came first (`spiderweb.ipam.tombstones`),
 2. plan the NICs and candidate pools with `spiderweb.engine.selection` (pure, explains every rejection),
-3. lock every candidate pool row in primary-key order, FOR NO KEY UPDATE so that the foreign-key checks of a
-   release committing meanwhile never wait on it (never a global lock, never a deadlock),
+3. lock every candidate pool row in primary-key order (never a global lock, never a deadlock): on PostgreSQL
+   FOR KEY SHARE, which allocators share and pool edits wait for; on SQLite, for `explain` and for a capped
+   pool, FOR NO KEY UPDATE (see `_lock_and_take`),
 4. take the next address of each (NIC, family): never-used addresses first (walking up from the pool's
    `scan_from` hint with indexed range queries, so a /64 or a pool holding 60,000 allocations costs the same
-   as an empty one), then released addresses least-recently-released first,
+   as an empty one), then released addresses least-recently-released first; on PostgreSQL each is *claimed*
+   (`_claim`), so concurrent allocations of one pool take neighbouring addresses side by side,
 5. insert `Allocation` rows, whose unique constraints make a duplicate impossible even if this code is wrong.
+
+On PostgreSQL a new pod's allocation is five round trips: BEGIN, the pod lock with the endpoint, the pool lock
+with the reservations and the first scan, the claim (address, insert, hint), COMMIT.
 
 Every NIC and family of a request succeeds or none does (no half-allocated dual-stack pod). ADD is idempotent by
 (pod UID, interface); DEL is idempotent and guarded by pod UID, so a DEL for an older incarnation does nothing.
@@ -19,13 +25,17 @@ Every NIC and family of a request succeeds or none does (no half-allocated dual-
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings as django_settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from spiderweb import metrics
@@ -119,7 +129,9 @@ def _pod_lock(pod_uid: str) -> None:
 
     Its own statement, first in the transaction: under READ COMMITTED every statement takes its snapshot when it
     starts, so the statements after this one see what the transaction it waited for committed (a lock taken inside
-    the release statement would leave that statement with a snapshot from before the wait). Two UIDs whose hashes
+    the release statement would leave that statement with a snapshot from before the wait). An allocation on
+    PostgreSQL takes the same lock at the start of its endpoint upsert instead, which needs no snapshot
+    (`_endpoint_lock`). Two UIDs whose hashes
     collide only wait for each other briefly. A per-pod lock, never a global one: other pods never wait on it.
     Always the first lock of its transaction, and a transaction takes one, so it cannot be part of a deadlock.
     SQLite needs nothing here: it has one writer at a time and serializable transactions.
@@ -154,7 +166,6 @@ def _ippool_allocate(request: AllocateRequest, pod_reader: PodReader | None) -> 
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                _pod_lock(facts.uid)
                 rows = _allocate_locked(request, cluster, cross_node_confirmed=cross_node_confirmed)
             break
         except CrossNodeReplacement:
@@ -229,11 +240,10 @@ def _allocate_locked(
     `cross_node_confirmed`: the API server confirmed the pod's new UID and node (see `ippool_allocate`).
     """
     facts = request.facts
+    endpoint, created = _endpoint_lock(facts, dry_run=dry_run)  # takes the pod lock first (not for a dry run)
     pod_tombstone_refuse(facts=facts, container_id=request.container_id)
-    endpoints = Endpoint.objects if dry_run else Endpoint.objects.select_for_update()
-    endpoint = endpoints.filter(namespace=facts.namespace, name=facts.name).first()
     held_rows: list[Allocation] = []
-    if endpoint is not None and endpoint.uid == facts.uid:
+    if not created and endpoint is not None and endpoint.uid == facts.uid:
         held_rows = _shown(list(endpoint.allocations.select_related("pool").order_by("interface", "ip_version")),
                            visible)
         if any(row.interface == request.if_name for row in held_rows):
@@ -251,7 +261,7 @@ def _allocate_locked(
         pool_catalog_invalidate()  # the pool may be younger than the cache: plan again from fresh data
         raise _StaleCatalog("a named pool is not in the cached catalog") from None
 
-    if endpoint is not None and endpoint.uid != facts.uid:
+    if not created and endpoint is not None and endpoint.uid != facts.uid:
         old = list(endpoint.allocations.select_related("pool"))
         if not cross_node_confirmed:
             _refuse_cross_node_replacement(endpoint, old, facts)
@@ -346,25 +356,40 @@ def _filter_candidates(request, nics, views, trace) -> list[tuple[NicRequest, in
 def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = False) -> list[Allocation]:
     """Lock every candidate pool in primary-key order, take one address per (NIC, family), insert the rows.
 
-    Reservations are read before the lock so the lock is held for as few statements as possible; the locked
-    rows must carry the generation the plan was made with (else the plan is redone).
+    Two ways, one rule (never-used addresses first, lowest first, then least-recently-released; reserved and
+    excluded addresses never), chosen by `_claims_addresses`:
 
-    The pool rows are locked FOR NO KEY UPDATE, not FOR UPDATE: allocators still exclude each other, but a
-    release committing at the same time can take the FOR KEY SHARE its deferred foreign-key checks need on the
-    same rows (`ReleasedAddress` and `AddressHistory` reference the pool). Those checks run at commit in the
-    order of the released rows, not in primary-key order, so with FOR UPDATE a dual-stack ADD and a DEL in the
-    same two pools deadlocked.
+    - PostgreSQL: the pool rows are only share-locked (FOR KEY SHARE: allocators of one pool do not wait for each
+      other; a pool edit, which takes FOR UPDATE, waits for them and they for it), and each address is *claimed*
+      (`_claim`): a non-blocking per-address advisory lock plus an INSERT ... ON CONFLICT DO NOTHING, so
+      concurrent allocations of one pool take neighbouring addresses at the same time instead of queueing for
+      the whole transaction. Locking, reservations and the first scan are one statement; the claim another.
+    - SQLite (one writer at a time), `explain` (no lock, no write) and a pool with a cap on its allocations
+      (the count must be serialised): the pool rows are locked FOR NO KEY UPDATE and the address is picked and
+      inserted under that lock, as `_pool_take_address` says.
+
+    FOR KEY SHARE and FOR NO KEY UPDATE both leave room for the FOR KEY SHARE that the deferred foreign-key
+    checks of a release committing meanwhile take on the same rows (`ReleasedAddress` and `AddressHistory`
+    reference the pool), in the order of the released rows, not in primary-key order; FOR UPDATE deadlocked
+    there. The locked rows must carry the generation the plan was made with (else the plan is redone).
     """
     facts = request.facts
-    blocked = {v: reserved_ranges(v) for v in {version for _, version, _ in plan}}
     wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
-    rows = IPPool.objects if dry_run else IPPool.objects.select_for_update(no_key=True)
-    with metrics.lock_wait("pool"):
-        locked = list(rows.filter(pk__in=wanted).order_by("pk"))
+    versions = {version for _, version, _ in plan}
+    claims = not dry_run and _claims_addresses()
+    if claims:
+        catalog = {pools[n].pk: pools[n] for _, _, ns in plan for n in ns}
+        locked, blocked, first_batches = _pools_share_lock(catalog, versions)
+    else:
+        blocked = {v: reserved_ranges(v) for v in versions}
+        first_batches = {}
+        rows = IPPool.objects if dry_run else IPPool.objects.select_for_update(no_key=True)
+        with metrics.lock_wait("pool"):
+            locked = list(rows.filter(pk__in=wanted).order_by("pk"))
     if len(locked) != len(wanted) or any(p.generation != wanted[p.pk] for p in locked):
         pool_catalog_invalidate()
         raise _StaleCatalog("a candidate pool changed while planning")
-    by_name = {p.name: p for p in locked}
+    by_name = {p.name: _with_cached_ranges(p, pools.get(p.name)) for p in locked}
     annotation_routes = _annotation_routes(facts)
     now = timezone.now()
     new_rows: list[Allocation] = []
@@ -375,12 +400,16 @@ def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = Fal
             if pool.disable or pool.terminating:
                 tried.append(_Candidate(name, "pool became disabled or terminating"))
                 continue
-            number, reason = _pool_take_address(pool, blocked[version])
+            row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
+            row.bound_at = now
+            if claims:
+                number, reason = _claim(pool, blocked[version], row, first_batches.get(pool.pk))
+            else:
+                number, reason = _pool_take_address(pool, blocked[version])
             if number is None:
                 tried.append(_Candidate(name, reason))
                 continue
-            row = _new_allocation(pool, number, nic, version, endpoint, request, annotation_routes)
-            row.bound_at = now
+            row.address, row.address_key = int_to_ip(number, version), address_key(number, version)
             new_rows.append(row)
             if trace is not None:
                 _trace_entry(trace, nic.interface, version)["tried"] = [c.__dict__ for c in tried] + [
@@ -399,12 +428,30 @@ def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = Fal
                 + ", ".join(f"{c.pool} ({c.reason})" for c in tried),
                 details={"interface": nic.interface, "version": version, "candidates": details},
             )
-    if dry_run:
-        return new_rows
+    if dry_run or claims:
+        return new_rows  # a claim inserted its row already
     Allocation.objects.bulk_create(new_rows)
     for pool in {row.pool_id: row.pool for row in new_rows}.values():
         IPPool.objects.filter(pk=pool.pk).update(scan_from=pool.scan_from, fresh_exhausted=pool.fresh_exhausted)
     return new_rows
+
+
+def _with_cached_ranges(pool: IPPool, cached: IPPool | None) -> IPPool:
+    """Reuse the catalog's parsed ranges for a freshly read row of the same generation (the spec is the same)."""
+    if cached is not None and cached.generation == pool.generation:
+        for name in ("total_ranges", "network"):
+            if name in cached.__dict__:
+                pool.__dict__[name] = cached.__dict__[name]
+    return pool
+
+
+def _claims_addresses() -> bool:
+    """Whether allocations claim addresses concurrently (`_claim`) rather than under an exclusive pool lock.
+
+    PostgreSQL only, and only without SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS: a cap is a count of a pool's
+    allocations, which stays exact only while one allocator at a time inserts into the pool.
+    """
+    return connection.vendor == "postgresql" and not django_settings.SPIDERWEB_IPPOOL_MAX_ALLOCATED_IPS
 
 
 def _trace_entry(trace: list, interface: str, version: int) -> dict:
@@ -557,8 +604,45 @@ def _static_rebind(endpoint: Endpoint, request: AllocateRequest, nics: list[NicR
     return True
 
 
-def _endpoint_upsert(endpoint: Endpoint | None, facts: PodFacts) -> Endpoint:
-    fields = dict(
+def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, bool]:
+    """Take the pod's lock, then its endpoint row-locked (serialises retries and parallel ADDs of one pod).
+
+    Returns (endpoint, created). On PostgreSQL one statement takes the pod lock (`_pod_lock`'s, first of the
+    transaction) and then inserts the endpoint for a new pod or locks the one recorded, returned as it was so
+    the caller still sees an older incarnation's UID and owner. The insert and its conflict check see the
+    endpoint as committed when the lock was granted (ON CONFLICT does not use the statement's snapshot), and
+    every later statement has a snapshot taken after it, as `_pod_lock` requires. Elsewhere (one writer) the
+    endpoint is locked if it exists (None if not). `dry_run` (explain): read only, no lock, nothing created.
+    """
+    if dry_run or connection.vendor != "postgresql":
+        lookup = Endpoint.objects.filter(namespace=facts.namespace, name=facts.name)
+        if dry_run:
+            return lookup.first(), False
+        _pod_lock(facts.uid)
+        return lookup.select_for_update().first(), False
+    new = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
+    fields = _insert_fields(Endpoint)
+    columns = [f.column for f in Endpoint._meta.concrete_fields]
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) SELECT {placeholders}"
+           f" FROM (SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))) AS pod_lock"
+           f" ON CONFLICT (namespace, name) DO UPDATE SET namespace = EXCLUDED.namespace"
+           f" RETURNING {', '.join(columns)}, xmax = 0")
+    params = [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields]
+    with connection.cursor() as cursor, metrics.lock_wait("pod"):
+        cursor.execute(sql, [*params, POD_LOCK_CLASS, facts.uid])
+        *values, created = cursor.fetchone()
+    return Endpoint.from_db(connection.alias, [f.attname for f in Endpoint._meta.concrete_fields], values), created
+
+
+@functools.cache
+def _insert_fields(model, without: tuple[str, ...] = ()) -> list:
+    """The columns a hand-written INSERT of `model` fills (all but the primary key and `without`)."""
+    return [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in without]
+
+
+def _endpoint_fields(facts: PodFacts) -> dict:
+    return dict(
         uid=facts.uid,
         node=facts.node,
         owner_kind=facts.owner.kind,
@@ -566,6 +650,10 @@ def _endpoint_upsert(endpoint: Endpoint | None, facts: PodFacts) -> Endpoint:
         owner_uid=facts.owner.uid,
         owner_api_version=facts.owner.api_version,
     )
+
+
+def _endpoint_upsert(endpoint: Endpoint | None, facts: PodFacts) -> Endpoint:
+    fields = _endpoint_fields(facts)
     if endpoint is None:
         return Endpoint.objects.create(namespace=facts.namespace, name=facts.name, **fields)
     if any(getattr(endpoint, k) != v for k, v in fields.items()):
@@ -580,7 +668,8 @@ def _annotation_routes(facts: PodFacts) -> list[Route]:
     return parse_route_annotation(raw) if raw else []
 
 
-def _new_allocation(pool, number, nic, version, endpoint, request, annotation_routes) -> Allocation:
+def _new_allocation(pool, nic, version, endpoint, request, annotation_routes) -> Allocation:
+    """The row a (NIC, family) gets from `pool`; its address is filled in once one is taken."""
     network = pool.network
     routes = [dict(r) for r in pool.routes or []]
     for route in annotation_routes:
@@ -591,8 +680,6 @@ def _new_allocation(pool, number, nic, version, endpoint, request, annotation_ro
         endpoint=endpoint,
         pool=pool,
         ip_version=version,
-        address=int_to_ip(number, version),
-        address_key=address_key(number, version),
         prefix_length=network.prefixlen,
         interface=nic.interface,
         pod_uid=request.facts.uid,
@@ -639,32 +726,48 @@ def _pool_take_address(pool: IPPool, blocked: RangeSet) -> tuple[int | None, str
 
 
 def _fresh_address(pool: IPPool, free: RangeSet) -> int | None:
-    """The lowest address ≥ scan_from in `free` that no allocation or released record has ever used.
+    """The lowest address ≥ scan_from in `free` that no allocation or released record has ever used."""
+    found = _fresh_candidates(pool, free, _scan_start(pool, free), limit=1)
+    return found[0] if found else None
+
+
+def _scan_start(pool: IPPool, free: RangeSet) -> int | None:
+    return free.first_at_or_after(key_to_int(pool.scan_from)) if pool.scan_from else free.first()
+
+
+def _fresh_candidates(
+    pool: IPPool, free: RangeSet, candidate: int | None, *, limit: int, batch: list[str] | None = None
+) -> list[int]:
+    """Up to `limit` addresses ≥ `candidate` in `free`, lowest first, that no allocation or released record used.
 
     Walks with ordered index range scans of both tables, `SCAN_BATCH` keys at a time, so the cost does not
-    grow with the number of live allocations below the hint.
+    grow with the number of live allocations below the start. `batch`: the first scan, when the caller already
+    read it (the used keys ≥ some key ≤ `candidate`, as `_used_keys_from` returns them).
     """
     version = pool.ip_version
-    candidate = free.first_at_or_after(key_to_int(pool.scan_from)) if pool.scan_from else free.first()
-    while candidate is not None:
-        key = address_key(candidate, version)
-        batch = _used_keys_from(pool.pk, key)
+    found: list[int] = []
+    while candidate is not None and len(found) < limit:
+        if batch is None:
+            batch = _used_keys_from(pool.pk, address_key(candidate, version))
         horizon = key_to_int(batch[-1]) if len(batch) == SCAN_BATCH else None
         used = sorted({key_to_int(k) for k in batch})
+        batch = None
         for number in used:
             if horizon is not None and number > horizon:
                 break
-            if number < candidate:
-                continue
-            if number > candidate:
-                return candidate
-            candidate = free.first_at_or_after(candidate + 1)
-            if candidate is None:
-                return None
-        if horizon is None or candidate <= horizon:
-            return candidate
-        # Everything up to the horizon was used; look at the next batch from the current candidate.
-    return None
+            while candidate is not None and candidate < number and len(found) < limit:
+                found.append(candidate)
+                candidate = free.first_at_or_after(candidate + 1)
+            if candidate is None or len(found) == limit:
+                return found
+            if number == candidate:
+                candidate = free.first_at_or_after(candidate + 1)
+        if horizon is None:  # no used key above: everything from here on is free
+            while candidate is not None and len(found) < limit:
+                found.append(candidate)
+                candidate = free.first_at_or_after(candidate + 1)
+        # Else everything up to the horizon (itself used) was seen; look at the next batch from the candidate.
+    return found
 
 
 def _used_keys_from(pool_id: int, key: str) -> list[str]:
@@ -701,6 +804,228 @@ def _recycled_address(pool: IPPool, free: RangeSet) -> int | None:
     return key_to_int(found.address_key)
 
 
+# ----------------------------------------------------------------------------------- concurrent claims (PostgreSQL)
+
+CLAIM_BATCH = 32  # candidate addresses offered to one claim statement; the first one not claimed by another wins
+
+# The first scan of each pool (the used keys from its scan hint on, as `_used_keys_from` reads them) and the
+# reservations of its family ride on the statement that share-locks the pool rows.
+_POOLS_SHARE_LOCK_SQL = f"""
+SELECT p.id, p.generation, p.disable, p.terminating, p.scan_from, p.fresh_exhausted, p.auto_desired,
+    ARRAY(SELECT u.k FROM (
+        (SELECT a.address_key AS k FROM ipam_allocation a
+         WHERE a.pool_id = p.id AND a.address_key >= p.scan_from ORDER BY a.address_key LIMIT {SCAN_BATCH})
+        UNION ALL
+        (SELECT r.address_key FROM ipam_releasedaddress r
+         WHERE r.pool_id = p.id AND r.address_key >= p.scan_from ORDER BY r.address_key LIMIT {SCAN_BATCH})
+    ) u ORDER BY u.k LIMIT {SCAN_BATCH}) AS claim_used_keys,
+    (SELECT coalesce(json_agg(r.ips), '[]')::text FROM ipam_reservedip r
+     WHERE r.ip_version = p.ip_version AND NOT r.terminating) AS claim_reserved
+FROM ipam_ippool p WHERE p.id = ANY(%s) ORDER BY p.id FOR KEY SHARE OF p
+"""
+
+
+def _pools_share_lock(catalog: dict[int, IPPool], versions: set[int]) -> tuple[list[IPPool], dict[int, RangeSet],
+                                                                                dict[int, list[str]]]:
+    """Share-lock the candidate pools (primary-key order) and read what taking an address needs, in one statement.
+
+    Returns the locked pools, the reserved ranges of each family (every non-terminating `ReservedIP`, as
+    `validation.reserved_ranges` has them) and the first used-key batch of each pool from its scan hint. A pool
+    is the catalog's copy with the columns that change without a new generation (and the generation) read
+    from its locked row; the caller refuses it if that generation is not the catalog's.
+    """
+    with metrics.lock_wait("pool"), connection.cursor() as cursor:
+        cursor.execute(_POOLS_SHARE_LOCK_SQL, [list(catalog)])
+        rows = cursor.fetchall()
+    blocked = {v: RangeSet.empty(v) for v in versions}
+    locked, first_batches = [], {}
+    for pk, generation, disable, terminating, scan_from, fresh_exhausted, auto_desired, used, reserved in rows:
+        pool = copy.copy(catalog[pk])
+        pool.generation, pool.disable, pool.terminating = generation, disable, terminating
+        pool.scan_from, pool.fresh_exhausted, pool.auto_desired = scan_from, fresh_exhausted, auto_desired
+        locked.append(pool)
+        first_batches[pk] = list(used)
+        if pool.ip_version in blocked and not blocked[pool.ip_version]:
+            for ips in json.loads(reserved):
+                blocked[pool.ip_version] = blocked[pool.ip_version].union(RangeSet.parse(ips, pool.ip_version))
+    return locked, blocked, first_batches
+
+
+def _claim(pool: IPPool, blocked: RangeSet, row: Allocation, first_batch: list[str] | None) -> tuple[int | None, str]:
+    """Take an address of a share-locked pool for `row` and insert it; concurrent allocators never queue.
+
+    The order is `_pool_take_address`'s (never-used lowest first, then least-recently-released). Each round
+    offers up to CLAIM_BATCH candidates read from a fresh snapshot to `_claim_insert`, which takes the first
+    one no other transaction holds; one committed meanwhile conflicts and the walk goes on past it. Candidates
+    held by transactions still in flight are waited for only when nothing else is left (they may roll back):
+    the pool is then exhausted only when it really is. `scan_from` and `fresh_exhausted` stay hints, advanced
+    only from what was seen committed, so a rolled-back claim never hides a free address.
+    """
+    free = pool.total_ranges.subtract(blocked)
+    if not free:
+        return None, "pool has no addresses outside excludeIPs and reserved IPs"
+    held: list[tuple[int, bool]] = []  # (address, recycled) held by transactions in flight
+    if not pool.fresh_exhausted:
+        start = _scan_start(pool, free)
+        hint = True
+        while start is not None:
+            candidates = _fresh_candidates(pool, free, start, limit=CLAIM_BATCH, batch=first_batch)
+            first_batch = None
+            if not candidates:
+                break
+            picked, number = _claim_insert(pool, row, candidates, recycled=False, hint=hint)
+            hint = False
+            if number is not None:
+                return number, ""
+            last = candidates[-1] if picked is None else picked
+            held += [(n, False) for n in candidates if n < last or (picked is None and n == last)]
+            start = free.first_at_or_after(last + 1)
+        if not held:
+            _pool_hint_update(pool, fresh_exhausted=True)
+    tried: list[str] = []
+    while True:
+        candidates = _recycled_candidates(pool, free, exclude=tried)
+        if not candidates:
+            break
+        picked, number = _claim_insert(pool, row, candidates, recycled=True)
+        if number is not None:
+            return number, ""
+        last = candidates[-1] if picked is None else picked
+        held += [(n, True) for n in candidates if n < last or (picked is None and n == last)]
+        tried += [address_key(n, pool.ip_version) for n in candidates[: candidates.index(last) + 1]]
+    for number, recycled in held:  # nothing else is left: wait for those in flight, then try again
+        if not _claim_wait(pool.ip_version, address_key(number, pool.ip_version)):
+            continue
+        _, taken = _claim_insert(pool, row, [number], recycled=recycled)
+        if taken is not None:
+            return taken, ""
+    return None, f"all {free.count()} addresses are in use"
+
+
+def _claim_wait(version: int, key: str) -> bool:
+    """Wait until the transaction holding an address's claim ends; False if that wait would deadlock.
+
+    A claim waiting here holds the claims it made before (another NIC or family of the pod, or an address
+    taken by a commit after its candidates were read), so two such waits can close a cycle; PostgreSQL then
+    cancels one of them, which treats the address as taken (as if the other transaction had committed first)
+    and goes on, inside a savepoint so that its transaction survives.
+    """
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_claim_lock_key(version, key)])
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "40P01":  # deadlock_detected
+            raise
+        return False
+    return True
+
+
+def _claim_lock_key(version: int, key: str) -> str:
+    """Text whose 64-bit hash keys the advisory lock of one address (one-bigint key space: no pod lock shares it)."""
+    return f"{version}/{key}"
+
+
+def _recycled_candidates(pool: IPPool, free: RangeSet, *, exclude: list[str]) -> list[int]:
+    """Up to CLAIM_BATCH released addresses still inside the pool and not reserved, least-recently-released first.
+
+    Records of addresses that left the pool are forgotten on the way.
+    """
+    found: list[int] = []
+    stale: list[int] = []
+    oldest_first = ReleasedAddress.objects.filter(pool=pool).exclude(address_key__in=exclude)
+    for record in oldest_first.order_by("released_at", "id").iterator(chunk_size=SCAN_BATCH):
+        number = key_to_int(record.address_key)
+        if number in free:
+            found.append(number)
+            if len(found) == CLAIM_BATCH:
+                break
+        elif number not in pool.total_ranges:
+            stale.append(record.pk)
+    if stale:
+        ReleasedAddress.objects.filter(pk__in=stale).delete()
+    return found
+
+
+# `address_key` back to an inet in SQL (the inverse of `ranges.address_key`), so that only the keys of the
+# candidates travel: IPv4 as an offset from 0.0.0.0, IPv6 as its eight hextets.
+_KEY_TO_INET = {
+    4: "('0.0.0.0'::inet + ('x' || c.k)::bit(32)::bigint)",
+    6: "(" + " || ':' || ".join(f"substr(c.k, {i}, 4)" for i in range(1, 33, 4)) + ")::inet",
+}
+
+
+def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recycled: bool,
+                  hint: bool = False) -> tuple[int | None, int | None]:
+    """One statement: take the first candidate whose advisory lock is free, insert `row` with it.
+
+    A candidate already taken by a commit this statement sees is skipped before its lock is tried (so the
+    claims a transaction holds are, but for a narrow race, the addresses it inserts). Returns (picked,
+    inserted): picked None when every candidate is held by a transaction in flight or was taken meanwhile;
+    inserted None when the picked address was taken by a commit in that narrow race (the unique constraint
+    said so), or, recycled, when its released record is gone. A recycled address leaves
+    `ReleasedAddress` in the same statement. `hint`: also move the pool's `scan_from` up to the first
+    candidate (every address below it was seen used), unless another allocator is moving it right now.
+    """
+    version = pool.ip_version
+    keys = [address_key(n, version) for n in candidates]
+    fields = _insert_fields(Allocation, without=("address", "address_key"))
+    # The row's values travel as one JSON document (jsonb_populate_record types them by column): one parameter
+    # to render instead of one per column.
+    values = {f.column: f.pre_save(row, add=True) for f in fields}
+    params: dict = {"keys": keys, "pool": pool.pk, "row": json.dumps(values, default=_json_datetime),
+                    "family": _claim_lock_key(version, ""), "hint": keys[0], "seen": pool.scan_from}
+    if recycled:
+        source = ("DELETE FROM ipam_releasedaddress r USING pick WHERE r.pool_id = %(pool)s AND r.address_key = pick.k "
+                  "RETURNING pick.k, pick.a")
+        gone = "NOT EXISTS (SELECT 1 FROM ipam_releasedaddress r WHERE r.pool_id = %(pool)s AND r.address_key = c.k)"
+    else:
+        source = "SELECT k, a FROM pick"
+        gone = "EXISTS (SELECT 1 FROM ipam_allocation a WHERE a.pool_id = %(pool)s AND a.address_key = c.k)"
+    hint_sql = (", hint AS (UPDATE ipam_ippool SET scan_from = %(hint)s WHERE id = (SELECT id FROM ipam_ippool "
+                "WHERE id = %(pool)s AND scan_from = %(seen)s AND scan_from < %(hint)s "
+                "FOR NO KEY UPDATE SKIP LOCKED))") if hint else ""
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = f"""
+WITH pick AS MATERIALIZED (
+    SELECT c.k, {_KEY_TO_INET[version]} AS a FROM unnest(%(keys)s::text[]) AS c(k)
+    WHERE CASE WHEN {gone} THEN false ELSE pg_try_advisory_xact_lock(hashtextextended(%(family)s || c.k, 0)) END
+    LIMIT 1
+), src AS ({source}){hint_sql}, ins AS (
+    INSERT INTO ipam_allocation ({columns}, address, address_key)
+    SELECT {", ".join(f"r.{connection.ops.quote_name(f.column)}" for f in fields)}, src.a, src.k
+    FROM src, jsonb_populate_record(NULL::ipam_allocation, %(row)s::jsonb) AS r
+    ON CONFLICT (pool_id, address_key) DO NOTHING RETURNING id
+)
+SELECT (SELECT k FROM pick), (SELECT id FROM ins)
+"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        picked_key, pk = cursor.fetchone()
+    picked = key_to_int(picked_key) if picked_key is not None else None
+    if pk is None:
+        return picked, None
+    row.pk = pk
+    row._state.adding, row._state.db = False, connection.alias
+    return picked, picked
+
+
+def _json_datetime(value):
+    """Timestamps for jsonb_populate_record, at full precision (DjangoJSONEncoder would cut to milliseconds)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _pool_hint_update(pool: IPPool, *, fresh_exhausted: bool) -> None:
+    """Record that the pool has no never-used address left, unless its hints changed since they were read."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE ipam_ippool SET fresh_exhausted = %s WHERE id = (SELECT id FROM ipam_ippool WHERE id = %s "
+            "AND scan_from = %s AND NOT fresh_exhausted FOR NO KEY UPDATE SKIP LOCKED)",
+            [fresh_exhausted, pool.pk, pool.scan_from],
+        )
+
+
 # ----------------------------------------------------------------------------------------------------- release
 
 
@@ -716,6 +1041,10 @@ def ippool_release(
     `dead_sandbox_id` is the container ID of a CNI DEL for a pod the agent knows will never be alive again: the
     sandbox is remembered (`PodTombstone`), so an ADD of it that this DEL overtook is refused when it arrives.
     """
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION):
+            return _release_postgresql_one_trip(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason,
+                                                node=node, dead_sandbox_id=dead_sandbox_id)
     with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION), transaction.atomic():
         _pod_lock(pod_uid)
         if connection.vendor == "postgresql":
@@ -779,6 +1108,28 @@ def _release_postgresql(
               "dead_sandbox_id": dead_sandbox_id}
     with connection.cursor() as cursor:
         cursor.execute(_RELEASE_SQL, params)
+        released = [address for (address,) in cursor.fetchall()]
+    if released:
+        metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
+    return released
+
+
+def _release_postgresql_one_trip(
+    *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
+) -> list[str]:
+    """`_pod_lock` and `_RELEASE_SQL` as two statements of one message: one round trip, one transaction.
+
+    Outside a transaction (autocommit) PostgreSQL runs the statements of one simple-protocol message as one
+    implicit transaction, committed after the last; each statement still takes its own snapshot, so the
+    release sees what an ADD it waited for committed, exactly as with the lock in a statement of its own. Any
+    error rolls all of it back. The pod-lock wait observed is that of the whole message.
+    """
+    params = {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason,
+              "dead_sandbox_id": dead_sandbox_id, "lock_class": POD_LOCK_CLASS}
+    sql = "SELECT pg_advisory_xact_lock(%(lock_class)s::integer, hashtext(%(uid)s));\n" + _RELEASE_SQL
+    with connection.cursor() as cursor, metrics.lock_wait("pod"):
+        cursor.execute(sql, params)
+        cursor.nextset()
         released = [address for (address,) in cursor.fetchall()]
     if released:
         metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))

@@ -114,12 +114,12 @@ def test_the_portal_connection_carries_the_lock_and_idle_in_transaction_timeouts
 
 def test_an_allocation_behind_a_stalled_pool_lock_holder_is_a_503_within_the_lock_timeout(pool):
     client = node_client()
-    # Given a request stuck while holding the pool's row lock (as an allocation holds it)
+    # Given a request stuck while holding the pool's row lock (as a pool edit holds it; allocations only share it)
     holder = connections.create_connection("default")
     holder.inc_thread_sharing()  # the safety timer below may end it from its own thread
     holder.set_autocommit(False)
     with holder.cursor() as cursor:
-        cursor.execute("SELECT id FROM ipam_ippool WHERE id = %s FOR NO KEY UPDATE", [pool.pk])
+        cursor.execute("SELECT id FROM ipam_ippool WHERE id = %s FOR UPDATE", [pool.pk])
     # (without a lock timeout the allocation would wait for as long as the holder stalls; end it after 30 s)
     safety = threading.Timer(30, holder.rollback)
     safety.start()

@@ -2,8 +2,9 @@
 
 Each operation (one allocation or one release) is one transaction through `spiderweb.ipam.allocation`; the
 baseline is one single-row INSERT transaction per operation on the same server, at the same concurrency. All
-allocation workers share ONE pool (the honest contention case: its row lock serialises them).
-Last line: alloc_vs_bare_postgres=<ratio at the best concurrency>.
+allocation workers share ONE pool (the honest contention case). It runs at 1, 8 and 32 processes
+(BENCH_CONCURRENCY overrides) because allocation must scale with concurrency, not only be fast alone.
+Last line: alloc_vs_bare_postgres=<the MINIMUM ratio over those concurrencies> (the worst case is the figure).
 """
 
 import json
@@ -64,7 +65,7 @@ def main() -> None:
     services.ippool_create(tenant=tenant, name="bench", spec=spec)
     print(f"bench-alloc: {DURATION:.0f} s per run, one shared /16 pool, PostgreSQL {connection.pg_version}")
     print(f"{'procs':>5} {'alloc+release ops/s':>20} {'bare INSERT tx/s':>17} {'ratio':>6}")
-    best = 0.0
+    worst = float("inf")
     for procs in CONCURRENCY:
         start = now()
         alloc_ops = sum(run_processes(_alloc_worker, procs, start + DURATION))
@@ -73,13 +74,13 @@ def main() -> None:
         bare_ops = sum(run_processes(_bare_worker, procs, start + DURATION))
         bare_rate = bare_ops / (now() - start)
         ratio = alloc_rate / bare_rate
-        best = max(best, ratio)
+        worst = min(worst, ratio)
         print(f"{procs:>5} {alloc_rate:>20.0f} {bare_rate:>17.0f} {ratio:>6.2f}")
         sys.stdout.flush()
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         live = conn.execute("SELECT count(*) FROM ipam_allocation").fetchone()[0]
     print(f"live allocations left after the runs: {live} (must be 0)")
-    print(f"alloc_vs_bare_postgres={best:.2f}")
+    print(f"alloc_vs_bare_postgres={worst:.2f}")
 
 
 if __name__ == "__main__":

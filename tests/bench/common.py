@@ -5,19 +5,22 @@ import os
 import time
 import urllib.parse
 
-BENCH_DB = "spiderweb_bench"
 
+def setup_django_on_bench_db(suffix: str = "bench") -> None:
+    """Point Django at a fresh `<test database>_<suffix>` database on the test server and migrate it.
 
-def setup_django_on_bench_db(name: str = BENCH_DB) -> None:
-    """Point Django at a fresh database (`spiderweb_bench` unless named) on the test server and migrate it."""
+    Named after the test database so that engineers sharing one server (each with their own
+    SPIDERWEB_TEST_PG_DB) never drop each other's benchmark database mid-run.
+    """
     import psycopg
 
     url = urllib.parse.urlparse(os.environ["DATABASE_URL"])
+    bench_db = f"{url.path.lstrip('/') or 'spiderweb'}_{suffix}"
     admin = url._replace(path="/postgres").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    os.environ["DATABASE_URL"] = url._replace(path=f"/{name}").geturl()
+        conn.execute(f"DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {bench_db}")
+    os.environ["DATABASE_URL"] = url._replace(path=f"/{bench_db}").geturl()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
     os.environ.setdefault("SPIDERWEB_SECRET_KEY", "bench")
     import django

@@ -28,7 +28,7 @@ def _time(client, url: str) -> tuple[float, int]:
 
 
 def main() -> None:
-    setup_django_on_bench_db("spiderweb_bench_portal")
+    setup_django_on_bench_db("bench_portal")
     from django.contrib.auth import get_user_model
     from django.test import Client
     from django.urls import reverse

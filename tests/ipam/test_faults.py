@@ -15,6 +15,7 @@ from django.db import connection, connections
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from spiderweb.engine.errors import Exhausted
 from spiderweb.ipam import allocation, services
 from spiderweb.ipam.models import Allocation, Endpoint, ReleasedAddress
 from tests.ipam import factories as f
@@ -293,3 +294,85 @@ def test_a_del_racing_the_add_of_a_second_nic_releases_both_nics(monkeypatch):
     # and leaves neither an allocation nor the endpoint behind
     assert not Allocation.objects.exists()
     assert not Endpoint.objects.exists()
+
+
+# ------------------------------------------------------------- issue 11 §3: allocations of one pool do not queue
+
+
+class StallFirstAllocation:
+    """Stops the first allocation right after it inserted its rows, inside its transaction, until `go()`; it then
+    commits, or with `fail` raises so that its transaction rolls back. Later allocations run through."""
+
+    def __init__(self, monkeypatch, *, fail=False):
+        self.reached = threading.Event()
+        self._go = threading.Event()
+        self._first = threading.Lock()
+        take = allocation._lock_and_take
+
+        def stalled(*args, **kwargs):
+            rows = take(*args, **kwargs)
+            if self._first.acquire(blocking=False):  # never released: only the first allocation stops
+                self.reached.set()
+                self._go.wait(WAIT)
+                if fail:
+                    raise RuntimeError("the stalled allocation fails after taking its address")
+            return rows
+
+        monkeypatch.setattr(allocation, "_lock_and_take", stalled)
+
+    def wait_reached(self):
+        assert self.reached.wait(WAIT), "the allocation never reached its stall point"
+
+    def go(self):
+        self._go.set()
+
+
+def addresses(result) -> list[str]:
+    return [ip["address"] for ip in result["ips"]]
+
+
+def test_an_add_does_not_wait_for_another_add_in_flight_in_the_same_pool(monkeypatch):
+    # Given an ADD in pool p1 that has taken its address and not committed yet
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    annotations = pool_annotations(ipv4=["p1"])
+    stall = StallFirstAllocation(monkeypatch)
+    try:
+        first = Writer(lambda: f.allocate(f.facts("first-0", annotations=annotations))).begin()
+        stall.wait_reached()
+        # When another pod's ADD in the same pool runs
+        second = Writer(lambda: f.allocate(f.facts("second-0", annotations=annotations))).begin()
+        waited = wait_until_waiting_on_a_lock(second)
+        # Then it completes without waiting for the first, with the next address
+        assert not waited
+        assert addresses(second.outcome()) == ["10.1.0.11/24"]
+    finally:
+        stall.go()
+    assert addresses(first.outcome()) == ["10.1.0.10/24"]
+
+
+@pytest.mark.parametrize("first_commits", [True, False], ids=["first-commits", "first-rolls-back"])
+def test_an_add_waits_for_an_in_flight_claim_of_the_last_address_rather_than_call_the_pool_exhausted(
+    monkeypatch, first_commits
+):
+    # Given a one-address pool whose address an ADD in flight has taken
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10"])
+    annotations = pool_annotations(ipv4=["p1"])
+    stall = StallFirstAllocation(monkeypatch, fail=not first_commits)
+    try:
+        first = Writer(lambda: f.allocate(f.facts("first-0", annotations=annotations))).begin()
+        stall.wait_reached()
+        # When another pod's ADD in the same pool runs
+        second = Writer(lambda: f.allocate(f.facts("second-0", annotations=annotations))).begin()
+        # Then it waits for the outcome of the first
+        assert wait_until_waiting_on_a_lock(second)
+    finally:
+        stall.go()
+    # and is told the pool is exhausted if the first committed, or gets the address if the first rolled back
+    taken, outcome = first.outcome(), second.outcome()
+    if first_commits:
+        assert addresses(taken) == ["10.1.0.10/24"]
+        assert isinstance(outcome, Exhausted), repr(outcome)
+    else:
+        assert isinstance(taken, RuntimeError), repr(taken)
+        assert addresses(outcome) == ["10.1.0.10/24"]
+    assert Allocation.objects.count() == 1
