@@ -1,7 +1,8 @@
-"""The portal's own admin pages: global search and the capacity dashboard.
+"""The portal's own admin pages: global search, the capacity dashboard, explain and "My API tokens".
 
-Both are staff pages (`admin_site.admin_view`) and read through `selectors`, so a user sees exactly what the REST
-API shows them: every tenant's objects with the model's view permission, else only their tenants' objects.
+They sit behind `admin_site.admin_view` (staff and tenant members, `tenancy.admin_site`) and read through
+`selectors`, so a user sees exactly what the REST API shows them: every tenant's objects with the model's view
+permission, else only their tenants' objects.
 """
 
 import json
