@@ -74,7 +74,7 @@ SESSION_COOKIE_AGE = _env_int("SPIDERWEB_SESSION_COOKIE_AGE", 8 * 3600)
 X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "spiderweb.tenancy.admin_config.PortalAdminConfig",  # django.contrib.admin, open to tenant members
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

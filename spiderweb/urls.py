@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/search/", admin.site.admin_view(portal_views.search), name="portal-search"),
     path("admin/dashboard/", admin.site.admin_view(portal_views.dashboard), name="portal-dashboard"),
     path("admin/explain/", admin.site.admin_view(portal_views.explain), name="portal-explain"),
+    path("admin/tokens/", admin.site.admin_view(portal_views.my_api_tokens), name="portal-api-tokens"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(public_urlpatterns)),
     path("api/v1/", include("spiderweb.controllers.gc.urls")),

@@ -14,7 +14,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, OuterRef, ProtectedError, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -24,6 +24,8 @@ from import_export.admin import ImportExportMixin
 from import_export.formats import base_formats
 from knox.models import AuthToken
 
+from spiderweb.changelog.admin import ObjectChangeAdmin
+from spiderweb.changelog.models import ObjectChange
 from spiderweb.engine import keys
 from spiderweb.engine import selector as selector_text
 from spiderweb.engine.errors import IPAMError
@@ -40,6 +42,12 @@ from spiderweb.ipam.models import (
     ReleasedAddress,
     ReservedIP,
     Subnet,
+)
+from spiderweb.tenancy.selectors import (
+    confined_to_own_tenants,
+    model_perm,
+    tenant_list_for_user,
+    tenant_object_permission,
 )
 
 
@@ -249,6 +257,45 @@ def _refusal(obj, exc) -> str:
     return f"{obj} was not deleted: still referenced by {holders}"
 
 
+class TenantScopedAdmin:
+    """Tenant members in the admin: the REST API's rules, asked of the same functions.
+
+    Rows come through `selectors.scoped_for_user` (the REST querysets' filter), rights through
+    `tenant_object_permission` (the REST permission class's rule), and the tenant of a new object is offered from
+    `tenant_list_for_user` (the REST serializer's choice). Another tenant's object is a 404, as in the API.
+    Read-only admins keep their own ``has_add/change/delete_permission`` (defined on the class, they win).
+    """
+
+    def get_queryset(self, request):
+        return selectors.scoped_for_user(super().get_queryset(request), request.user)
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"No {self.model._meta.verbose_name} with this id that you may see.")
+        return obj
+
+    def has_module_permission(self, request):
+        return tenant_object_permission(request.user, "view", self.model)
+
+    def has_view_permission(self, request, obj=None):
+        return tenant_object_permission(request.user, "view", self.model)  # which rows: get_queryset
+
+    def has_add_permission(self, request):
+        return tenant_object_permission(request.user, "add", self.model)
+
+    def has_change_permission(self, request, obj=None):
+        return tenant_object_permission(request.user, "change", self.model, getattr(obj, "tenant_id", None))
+
+    def has_delete_permission(self, request, obj=None):
+        return tenant_object_permission(request.user, "delete", self.model, getattr(obj, "tenant_id", None))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenant_list_for_user(request.user, model_perm(self.model, "add"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
 class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelAdmin):
     """Routes saves and deletes through the service layer and shows rule violations on the form.
 
@@ -257,6 +304,10 @@ class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelA
 
     create_service = update_service = delete_service = None
     clean_spec = None
+    # A tenant member's writes are confined to their tenant's address space (`validation.*_confine`, as in REST):
+    # the rule, checked on the form for its message and again by the service.
+    confine_spec = None
+    confine_on_update = False
     spec_fields: tuple[str, ...] = ()
     list_fields: tuple[str, ...] = ()
     instance_kwarg = ""
@@ -300,6 +351,7 @@ class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelA
                 instance = self.instance if self.instance.pk else None
                 try:
                     normalised = admin_self.validate(cleaned, instance)
+                    admin_self.confine(request, cleaned, instance, normalised)
                 except validation.SpecInvalid as exc:
                     for field, msgs in exc.fields.items():
                         target = field if field in self.fields else None
@@ -324,15 +376,28 @@ class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelA
             spec["ip_version"] = spec.get("ip_version") or None
         return type(self).clean_spec(spec, instance=instance)
 
+    def confined(self, request, change: bool) -> bool:
+        """Whether this write is confined, exactly as the REST API decides it (`confined_to_own_tenants`)."""
+        if type(self).confine_spec is None or (change and not self.confine_on_update):
+            return False
+        return confined_to_own_tenants(request.user, model_perm(self.model, "change" if change else "add"))
+
+    def confine(self, request, cleaned: dict, instance, normalised: dict) -> None:
+        if self.confined(request, instance is not None):
+            tenant = instance.tenant if instance is not None else cleaned["tenant"]
+            type(self).confine_spec(tenant=tenant, spec=normalised)
+
     def spec_from(self, obj):
         return {name: getattr(obj, name) for name in self.spec_fields}
 
     def save_model(self, request, obj, form, change):
+        confined = {"confined": True} if self.confined(request, change) else {}
         if change:
-            saved = type(self).update_service(**{self.instance_kwarg: obj}, spec=self.spec_from(obj), labels=obj.labels)
+            saved = type(self).update_service(**{self.instance_kwarg: obj}, spec=self.spec_from(obj), labels=obj.labels,
+                                              **confined)
         else:
             saved = type(self).create_service(
-                tenant=obj.tenant, name=obj.name, spec=self.spec_from(obj), labels=obj.labels
+                tenant=obj.tenant, name=obj.name, spec=self.spec_from(obj), labels=obj.labels, **confined
             )
         obj.pk = saved.pk
 
@@ -362,15 +427,20 @@ class EndpointAllocationInline(admin.TabularInline):
     max_num = 0
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("endpoint")
+        """Only the addresses the user may see (a pod may hold addresses of two tenants' pools)."""
+        return selectors.scoped_for_user(super().get_queryset(request).select_related("endpoint"), request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return tenant_object_permission(request.user, "view", Allocation)
 
 
 @admin.register(IPPool)
-class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
+class IPPoolAdmin(TenantScopedAdmin, PortableMixin, ServiceBackedAdmin):
     list_display = (
         "name", "tenant", "subnet", "utilization", "default", "disable", "owner_subnet",
     )
-    list_filter = ("ip_version", "default", "disable", "terminating", "tenant", "owner_subnet")
+    list_filter = ("ip_version", "default", "disable", "terminating", ("tenant", admin.RelatedOnlyFieldListFilter),
+                   ("owner_subnet", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "subnet", "ips")
     readonly_fields = ("address_space", "owner_subnet", "application", "generation", "created_at", "updated_at")
     exclude = ("scan_from", "fresh_exhausted", "k8s_uid", "k8s_resource_version", "synced_generation", "terminating",
@@ -383,6 +453,7 @@ class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
     update_service = staticmethod(services.ippool_update)
     delete_service = staticmethod(services.ippool_delete)
     clean_spec = staticmethod(validation.ippool_clean)
+    confine_spec = staticmethod(validation.ippool_confine)
 
     def get_queryset(self, request):
         # A correlated count (an index-only scan per pool row), not a join grouped by every pool column: the change
@@ -479,15 +550,16 @@ class IPPoolAdmin(PortableMixin, ServiceBackedAdmin):
 
 
 @admin.register(Subnet)
-class SubnetAdmin(PortableMixin, ServiceBackedAdmin):
+class SubnetAdmin(TenantScopedAdmin, PortableMixin, ServiceBackedAdmin):
     list_display = ("name", "tenant", "subnet", "gateway", "pools", "utilization")
-    list_filter = ("ip_version", "terminating", "tenant")
+    list_filter = ("ip_version", "terminating", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "subnet")
     readonly_fields = ("pools_in_subnet", "generation", "created_at", "updated_at")
     exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
     spec_fields = tuple(services.SUBNET_FIELDS)
     list_fields = ("ips", "exclude_ips")
     instance_kwarg = "subnet"
+    confine_spec = staticmethod(validation.subnet_confine)
     resource_classes = [resources.SubnetResource]
     create_service = staticmethod(services.subnet_create)
     update_service = staticmethod(services.subnet_update)
@@ -555,9 +627,9 @@ class SubnetAdmin(PortableMixin, ServiceBackedAdmin):
 
 
 @admin.register(ReservedIP)
-class ReservedIPAdmin(PortableMixin, ServiceBackedAdmin):
+class ReservedIPAdmin(TenantScopedAdmin, PortableMixin, ServiceBackedAdmin):
     list_display = ("name", "tenant", "ip_version", "ips_text", "count")
-    list_filter = ("ip_version", "terminating", "tenant")
+    list_filter = ("ip_version", "terminating", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "ips")
     readonly_fields = ("generation", "created_at", "updated_at")
     exclude = ("k8s_uid", "k8s_resource_version", "synced_generation", "terminating")
@@ -569,6 +641,8 @@ class ReservedIPAdmin(PortableMixin, ServiceBackedAdmin):
     update_service = staticmethod(services.reservedip_update)
     delete_service = staticmethod(services.reservedip_delete)
     clean_spec = staticmethod(validation.reservedip_clean)
+    confine_spec = staticmethod(validation.reservation_confine)
+    confine_on_update = True
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("tenant")
@@ -583,7 +657,7 @@ class ReservedIPAdmin(PortableMixin, ServiceBackedAdmin):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(admin.ModelAdmin):
+class EndpointAdmin(TenantScopedAdmin, admin.ModelAdmin):
     """SpiderEndpoints are written by the allocator only: read-only here."""
 
     list_display = ("__str__", "uid", "node", "owner_kind", "owner_name", "n_alloc", "updated_at")
@@ -610,11 +684,11 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Allocation)
-class AllocationAdmin(admin.ModelAdmin):
+class AllocationAdmin(TenantScopedAdmin, admin.ModelAdmin):
     """Live allocations, read-only; "Release selected addresses" frees them and closes their history."""
 
     list_display = ("address", "prefix_length", "pool", "endpoint", "interface", "node", "created_at", "history_link")
-    list_filter = ("ip_version", "pool", "node")
+    list_filter = ("ip_version", ("pool", admin.RelatedOnlyFieldListFilter), "node")
     search_fields = ("address", "endpoint__name", "endpoint__namespace", "pod_uid")
     readonly_fields = [f.name for f in Allocation._meta.fields] + ["history_link"]
     list_select_related = ("pool", "endpoint")
@@ -647,7 +721,7 @@ class AllocationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AddressHistory)
-class AddressHistoryAdmin(admin.ModelAdmin):
+class AddressHistoryAdmin(TenantScopedAdmin, admin.ModelAdmin):
     list_display = ("address", "pool_name", "pod_namespace", "pod_name", "interface", "node", "allocated_at",
                     "released_at", "release_reason")
     list_filter = ("ip_version", "release_reason", "pool_name")
@@ -828,6 +902,27 @@ class APITokenAdmin(admin.ModelAdmin):
     @admin.display(description="token starts with")
     def token_start(self, obj):
         return f"{obj.token_key[:6]}…"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+if admin.site.is_registered(ObjectChange):
+    admin.site.unregister(ObjectChange)
+
+
+@admin.register(ObjectChange)
+class ScopedObjectChangeAdmin(TenantScopedAdmin, ObjectChangeAdmin):
+    """The change log, scoped like ``/api/v1/changes/``: a member sees the changes of their tenants' objects.
+
+    Registered here (ipam) because the scoping rule lives in `ipam.selectors`, above the changelog app. Read-only
+    for everyone, as `ObjectChangeAdmin` is (the mixin comes first in the MRO, so that is restated here)."""
 
     def has_add_permission(self, request):
         return False

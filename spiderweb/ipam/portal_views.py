@@ -1,7 +1,8 @@
-"""The portal's own admin pages: global search and the capacity dashboard.
+"""The portal's own admin pages: global search, the capacity dashboard, explain and "My API tokens".
 
-Both are staff pages (`admin_site.admin_view`) and read through `selectors`, so a user sees exactly what the REST
-API shows them: every tenant's objects with the model's view permission, else only their tenants' objects.
+They sit behind `admin_site.admin_view` (staff and tenant members, `tenancy.admin_site`) and read through
+`selectors`, so a user sees exactly what the REST API shows them: every tenant's objects with the model's view
+permission, else only their tenants' objects.
 """
 
 import json
@@ -12,12 +13,15 @@ from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_http_methods
 
 from spiderweb.engine.errors import IPAMError
 from spiderweb.engine.facts import PodFacts
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, selectors
 from spiderweb.ipam.admin import utilization_bar
+from spiderweb.tenancy import api_tokens
 
 SEARCH_SECTIONS = ("subnets", "pools", "allocations", "history", "reserved", "tenants")
 
@@ -141,3 +145,43 @@ def explain(request):
         "result_json": json.dumps(result, indent=2, sort_keys=True, default=str) if result is not None else "",
     }
     return TemplateResponse(request, "admin/ipam/portal_explain.html", context)
+
+
+TOKEN_ACTIONS = ("create", "rotate", "revoke")
+
+
+@require_http_methods(["GET", "POST"])
+def my_api_tokens(request):
+    """The user's own REST API tokens: list (the first characters only), create, rotate, revoke.
+
+    Through `tenancy.api_tokens`, the functions behind ``/api/v1/auth/token/``. A new token is rendered in this one
+    response, never put in a message (messages may travel in a cookie), in the admin log or in a redirect, and the
+    response is not cached. A POST answers with the page itself, not a redirect, for the same reason.
+    """
+    issued = None
+    error = ""
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        token_key = request.POST.get("token_key", "")
+        try:
+            if action == "create":
+                _, issued = api_tokens.api_token_issue(user=request.user, request=request)
+            elif action == "rotate":
+                _, issued = api_tokens.api_token_rotate(user=request.user, token_key=token_key, request=request)
+            elif action == "revoke":
+                api_tokens.api_token_revoke(user=request.user, token_key=token_key)
+            else:
+                error = f"Unknown action {action!r}: use one of {', '.join(TOKEN_ACTIONS)}."
+        except api_tokens.TokenNotFound:
+            error = "No such token of yours (it may have expired or been revoked already)."
+    context = {
+        **admin.site.each_context(request),
+        "title": "My API tokens",
+        "tokens": api_tokens.api_token_list(request.user),
+        "issued": issued,
+        "error": error,
+    }
+    response = TemplateResponse(request, "admin/ipam/portal_api_tokens.html", context, status=400 if error else 200)
+    add_never_cache_headers(response)
+    response["Cache-Control"] = "no-store, " + response["Cache-Control"]
+    return response

@@ -17,53 +17,57 @@ from spiderweb.ipam.models import AddressHistory, Allocation, Endpoint, IPPool, 
 from spiderweb.ipam.validation import reserved_ranges
 from spiderweb.tenancy.selectors import acts_cluster_wide, tenant_ids_of_member
 
+# Which rows of each model a user sees: every row with the model's view permission held cluster-wide, else the
+# rows whose tenant (reached through this path) has the user as a member. The REST API's querysets and the admin's
+# pages both filter through `scoped_for_user`, so the rule has one home.
+TENANT_PATH = {
+    IPPool: "tenant",
+    Subnet: "tenant",
+    ReservedIP: "tenant",
+    Allocation: "pool__tenant",
+    AddressHistory: "pool__tenant",
+    Endpoint: "allocations__pool__tenant",
+    ObjectChange: "tenant_id",
+}
 
-def _tenant_ids(user):
-    return tenant_ids_of_member(user)
 
-
-def _all(user, perm: str) -> bool:
-    """Every tenant's rows for a holder of the view permission; otherwise only the user's tenants'."""
-    return acts_cluster_wide(user, perm)
+def scoped_for_user(queryset: QuerySet, user) -> QuerySet:
+    """`queryset` narrowed to the rows `user` may see (see TENANT_PATH); a model without a tenant path is refused."""
+    model = queryset.model
+    if acts_cluster_wide(user, f"{model._meta.app_label}.view_{model._meta.model_name}"):
+        return queryset
+    scoped = queryset.filter(**{f"{TENANT_PATH[model]}__in": tenant_ids_of_member(user)})
+    return scoped.distinct() if model is Endpoint else scoped  # a pod with two addresses would appear twice
 
 
 def ippool_list_for_user(user) -> QuerySet[IPPool]:
-    queryset = IPPool.objects.annotate(allocated_ip_count=Count("allocations")).select_related("tenant", "owner_subnet")
-    return queryset if _all(user, "ipam.view_ippool") else queryset.filter(tenant__in=_tenant_ids(user))
+    return scoped_for_user(
+        IPPool.objects.annotate(allocated_ip_count=Count("allocations")).select_related("tenant", "owner_subnet"), user
+    )
 
 
 def subnet_list_for_user(user) -> QuerySet[Subnet]:
-    queryset = Subnet.objects.select_related("tenant").annotate(pool_count=Count("pools"))
-    return queryset if _all(user, "ipam.view_subnet") else queryset.filter(tenant__in=_tenant_ids(user))
+    return scoped_for_user(Subnet.objects.select_related("tenant").annotate(pool_count=Count("pools")), user)
 
 
 def reservedip_list_for_user(user) -> QuerySet[ReservedIP]:
-    queryset = ReservedIP.objects.select_related("tenant")
-    return queryset if _all(user, "ipam.view_reservedip") else queryset.filter(tenant__in=_tenant_ids(user))
+    return scoped_for_user(ReservedIP.objects.select_related("tenant"), user)
 
 
 def allocation_list_for_user(user) -> QuerySet[Allocation]:
-    queryset = Allocation.objects.select_related("pool", "endpoint")
-    return queryset if _all(user, "ipam.view_allocation") else queryset.filter(pool__tenant__in=_tenant_ids(user))
+    return scoped_for_user(Allocation.objects.select_related("pool", "endpoint"), user)
 
 
 def endpoint_list_for_user(user) -> QuerySet[Endpoint]:
-    queryset = Endpoint.objects.all()
-    if _all(user, "ipam.view_endpoint"):
-        return queryset
-    return queryset.filter(allocations__pool__tenant__in=_tenant_ids(user)).distinct()
+    return scoped_for_user(Endpoint.objects.all(), user)
 
 
 def address_history_for_user(user) -> QuerySet[AddressHistory]:
-    queryset = AddressHistory.objects.all()
-    return queryset if _all(user, "ipam.view_addresshistory") else queryset.filter(pool__tenant__in=_tenant_ids(user))
+    return scoped_for_user(AddressHistory.objects.all(), user)
 
 
 def change_list_for_user(user) -> QuerySet[ObjectChange]:
-    queryset = ObjectChange.objects.all()
-    if _all(user, "changelog.view_objectchange"):
-        return queryset
-    return queryset.filter(Q(tenant_id__in=_tenant_ids(user)))
+    return scoped_for_user(ObjectChange.objects.all(), user)
 
 
 def ippool_names_visible_to(user) -> frozenset[str] | None:

@@ -13,6 +13,8 @@ from knox import views as knox_views
 from knox.auth import TokenAuthentication
 from rest_framework import authentication, serializers
 
+from spiderweb.tenancy.api_tokens import api_token_issue
+
 _ISSUED = inline_serializer("IssuedToken", {
     "token": serializers.CharField(help_text="Shown once: only its digest is stored."),
     "expiry": serializers.DateTimeField(),
@@ -24,11 +26,18 @@ _ISSUED = inline_serializer("IssuedToken", {
 class TokenIssueView(knox_views.LoginView):
     authentication_classes = [authentication.BasicAuthentication, authentication.SessionAuthentication]
 
+    def create_token(self):
+        # The portal's token page issues through the same function (knox's view sends user_logged_in itself).
+        return api_token_issue(user=self.request.user)
+
 
 @extend_schema(tags=["auth"], request=None, responses={200: _ISSUED},
                summary="Rotate: issue a new token and end the one this request used")
 class TokenRotateView(knox_views.LoginView):
     authentication_classes = [TokenAuthentication]
+
+    def create_token(self):
+        return api_token_issue(user=self.request.user)
 
     def get_post_response(self, request, token, instance):
         request.auth.delete()

@@ -28,7 +28,13 @@ from spiderweb.ipam.api import serializers as s
 from spiderweb.ipam.api.errors import HTTP_STATUS
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReservedIP, Subnet
 from spiderweb.tenancy.models import Tenant
-from spiderweb.tenancy.selectors import acts_cluster_wide, tenant_ids_of_member, tenant_list_for_user
+from spiderweb.tenancy.selectors import (
+    acts_cluster_wide,
+    confined_to_own_tenants,
+    model_perm,
+    tenant_list_for_user,
+    tenant_object_permission,
+)
 
 FILTER_BACKENDS = [DjangoFilterBackend, filters.SearchFilter]  # ordering: each FilterSet's camelCase `ordering`
 
@@ -62,15 +68,10 @@ class ActorMixin:
 
 def _confined(request, perm: str) -> bool:
     """Without the model permission `perm` cluster-wide, a caller writes only inside their tenant's address space."""
-    return not acts_cluster_wide(request.user, perm)
+    return confined_to_own_tenants(request.user, perm)
 
 
 WRITE_ACTIONS = {"POST": "add", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
-
-
-def model_perm(model, action: str) -> str:
-    """``<app_label>.<action>_<model_name>``, Django's name for a model permission."""
-    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
 
 
 class TenantScopedWrites(permissions.BasePermission):
@@ -84,9 +85,8 @@ class TenantScopedWrites(permissions.BasePermission):
     def has_object_permission(self, request, view, obj):
         if request.method in permissions.SAFE_METHODS:
             return True
-        if acts_cluster_wide(request.user, model_perm(type(obj), WRITE_ACTIONS.get(request.method, "change"))):
-            return True
-        return tenant_ids_of_member(request.user).filter(pk=obj.tenant_id).exists()
+        action = WRITE_ACTIONS.get(request.method, "change")
+        return tenant_object_permission(request.user, action, type(obj), obj.tenant_id)
 
 
 class ClusterWide(permissions.BasePermission):
