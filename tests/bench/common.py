@@ -5,7 +5,8 @@ import os
 import time
 import urllib.parse
 
-BENCH_DB = "spiderweb_bench"
+# Per engineer / CI run: derived from the test database name so parallel benches never drop each other's database.
+BENCH_DB = os.environ.get("SPIDERWEB_TEST_PG_DB", "spiderweb") + "_bench"
 
 
 def setup_django_on_bench_db() -> None:
