@@ -11,9 +11,10 @@ missing and registers the undo of each change on an ``ExitStack``; if any step f
 pod and host are left as they were, so a retried ADD starts clean. Repeating a successful ADD changes nothing.
 DEL succeeds when the netns, the link, the route or the rule is already gone.
 
-The "reply through veth" mangle rules are installed with the ``iptables``/``ip6tables`` binaries run through
-``nsenter --net=<pod netns>``: there is no netlink API for xtables rules, and the binaries pick the right backend
-(nft or legacy) for the node. That is the only subprocess here; everything else is pyroute2.
+The "reply through veth" mangle rules are installed with the ``iptables``/``ip6tables`` binaries, started from a
+thread inside the pod netns (a child process inherits the namespace of the thread that spawns it): there is no
+netlink API for xtables rules, and the binaries pick the right backend (nft or legacy) for the node. Those are the
+only subprocesses here; everything else is pyroute2.
 
 Deliberate choices where the spec leaves room or upstream is wrong:
 
@@ -52,6 +53,7 @@ from agent.netlink.coordinator_config import (
     CoordinatorConfig,
 )
 from agent.netlink.errors import CoordinatorError, DetectionError
+from agent.netlink.netns_thread import run_in_netns
 from agent.netlink.rtnl import (
     IFF_BROADCAST,
     IFF_UP,
@@ -216,38 +218,54 @@ def select_host_ips(route_sources: list[IPAddress], host_addresses: list[tuple[s
 # --- iptables in the pod netns ---------------------------------------------------------------------------
 
 
+def _run_in_pod(netns_path: str, command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run `command` inside the pod netns: spawned by a thread that entered it (no `nsenter` process)."""
+    try:
+        return run_in_netns(netns_path, subprocess.run, command, input=stdin, capture_output=True, text=True,
+                            timeout=30, check=False)
+    except FileNotFoundError:
+        raise CoordinatorError(f"{command[0]} is not installed; the coordinator needs it") from None
+    except subprocess.TimeoutExpired:
+        raise CoordinatorError(f"{' '.join(command)} did not finish within 30 s (xtables lock?)") from None
+
+
 def _iptables(netns_path: str, version: int, args: list[str]) -> subprocess.CompletedProcess:
     binary = "iptables" if version == 4 else "ip6tables"
-    command = ["nsenter", f"--net={netns_path}", binary, "-w", "5", "-t", "mangle", *args]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise CoordinatorError(f"{command[0]} or {binary} is not installed; the coordinator needs both") from None
-    except subprocess.TimeoutExpired:
-        raise CoordinatorError(f"{binary} {' '.join(args)} did not finish within 30 s (xtables lock?)") from None
+    return _run_in_pod(netns_path, [binary, "-w", "5", "-t", "mangle", *args])
+
+
+def _mangle_is_empty(netns_path: str, version: int) -> bool:
+    """True when the pod's mangle table holds no rule at all (a new pod's netns): then every rule is missing."""
+    binary = "iptables-save" if version == 4 else "ip6tables-save"
+    done = _run_in_pod(netns_path, [binary, "-t", "mangle"])
+    return done.returncode == 0 and not any(line.startswith("-A ") for line in done.stdout.splitlines())
 
 
 def _ensure_iptables_rules(netns_path: str, version: int, rules, undo: ExitStack) -> None:
-    """Add the missing rules of `rules` ((chain, spec) pairs) in ONE process per family.
+    """Add the missing rules of `rules` ((chain, spec) pairs); register the removal of each rule added here.
 
-    Each rule is checked (`-C`) and appended (`-A`) only when missing, by a small shell script run through
-    `nsenter`: one process spawn instead of two per rule keeps a pod's ADD fast. Rules this call added are
-    registered for undo; rules that were already there are left alone.
+    A new pod's mangle table is empty: then one `iptables-save` (to see that) and one `iptables-restore --noflush`
+    (all rules in one transaction) do it, two processes. Otherwise each rule is checked (`-C`) and appended (`-A`)
+    only when missing, by a small shell script (one process plus one per `iptables` call); rules that were
+    already there are left alone.
     """
     binary = "iptables" if version == 4 else "ip6tables"
+    if _mangle_is_empty(netns_path, version):
+        script = "*mangle\n" + "".join(
+            " ".join(["-A", chain, *(shlex.quote(part) for part in spec)]) + "\n" for chain, spec in rules) + "COMMIT\n"
+        done = _run_in_pod(netns_path, [f"{binary}-restore", "-w", "5", "--noflush"], stdin=script)
+        if done.returncode != 0:
+            raise CoordinatorError(f"{binary}-restore failed in the pod: {done.stderr.strip() or done.stdout.strip()}")
+        for chain, spec in rules:
+            undo.callback(_iptables, netns_path, version, ["-D", chain, *spec])
+        return
     lines = []
     for index, (chain, spec) in enumerate(rules):
         rule = " ".join(shlex.quote(part) for part in (chain, *spec))
         base = f"{binary} -w 5 -t mangle"
         lines.append(f"if ! {base} -C {rule} 2>/dev/null; then {base} -A {rule} && echo added:{index} "
                      f"|| {{ echo failed:{index}; exit 1; }}; fi")
-    command = ["nsenter", f"--net={netns_path}", "sh", "-c", "\n".join(lines)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise CoordinatorError(f"nsenter or {binary} is not installed; the coordinator needs both") from None
-    except subprocess.TimeoutExpired:
-        raise CoordinatorError(f"{binary} did not finish within 30 s (xtables lock?)") from None
+    done = _run_in_pod(netns_path, ["sh", "-c", "\n".join(lines)])
     for marker in done.stdout.split():
         kind, _, index = marker.partition(":")
         chain, spec = rules[int(index)]
