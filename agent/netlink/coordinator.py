@@ -76,6 +76,7 @@ from agent.netlink.rtnl import (
     is_usable,
     list_addresses,
     list_links,
+    list_neighbours,
     list_routes,
     list_rules,
     max_prefix,
@@ -286,8 +287,26 @@ class _Add:
         self.pod, self.host, self.undo = pod, host, undo
         self.netns_path, self.if_name, self.container_id, self.config = netns_path, if_name, container_id, config
         self.host_netns_path = host_netns_path
+        self._routes: dict[int, list[Route]] = {}
+        self._addresses: list | None = None
+        self._known_neighbours: dict[int, list] = {}
 
     # helpers ---------------------------------------------------------------------------------------------
+
+    def _pod_routes(self, version: int) -> list[Route]:
+        """The pod's routes of one family (every table), dumped once per ADD and kept current by ``ensure_route``.
+
+        Only this ADD changes the pod's routes while it runs (a runtime configures one pod's NICs one at a time).
+        """
+        if version not in self._routes:
+            self._routes[version] = list_routes(self.pod, version)
+        return self._routes[version]
+
+    def _pod_addresses(self) -> list:
+        """The pod's addresses, dumped once per ADD (before this ADD adds any)."""
+        if self._addresses is None:
+            self._addresses = list_addresses(self.pod)
+        return self._addresses
 
     def _pod_link(self, name: str) -> Link:
         link = get_link(self.pod, name=name)
@@ -296,7 +315,7 @@ class _Add:
         return link
 
     def _usable_addresses(self, link: Link) -> list[IPAddress]:
-        return [a.ip for a in list_addresses(self.pod, link.index) if is_usable(a.ip)]
+        return [a.ip for a in self._pod_addresses() if a.index == link.index and is_usable(a.ip)]
 
     def _first_v4(self, link: Link | None) -> str | None:
         if link is None:
@@ -339,7 +358,8 @@ class _Add:
                                      up_links=up_links, veth0_exists=any(lk.name == POD_VETH_NAME for lk in links))
         self.underlay = self.decision.mode == MODE_UNDERLAY
         self.first, self.table = self.decision.first_invoke, self.decision.table
-        self.first_nic = get_link(self.pod, name=config.pod_default_cni_nic)
+        self.first_nic = next((lk for lk in links if lk.name == config.pod_default_cni_nic), None)
+        self._pod_veth_before = next((lk for lk in links if lk.name == POD_VETH_NAME), None)
         self.src_v4 = self._first_v4(self.first_nic)
         log.debug("coordinator ADD %s: %s", self.if_name, self.decision)
 
@@ -359,15 +379,16 @@ class _Add:
         self._hijack_routes()  # step 13
         if self.underlay and self.first:  # step 14
             self._reply_via_veth()
+        self._routes.clear()  # steps 15-16 move and delete routes: they dump afresh
         if config.tune_pod_routes and (not self.first or not self.underlay):  # step 15
             self._tune_routes()
         self._policy_routes()  # step 16
 
     def _host_ips(self) -> list[IPAddress]:
-        pod_veth = get_link(self.pod, name=POD_VETH_NAME)
+        pod_veth = self._pod_veth_before
         skip = {pod_veth.index} if pod_veth else set()
         sources: list[IPAddress] = []
-        for address in list_addresses(self.pod):
+        for address in self._pod_addresses():
             if address.index in skip or not is_usable(address.ip) or address.ip.version not in self.versions:
                 continue
             try:
@@ -393,7 +414,7 @@ class _Add:
 
     def _create_veth(self) -> None:
         name = host_veth_name(self.container_id)
-        pod_veth = get_link(self.pod, name=POD_VETH_NAME)
+        pod_veth = self._pod_veth_before
         host_veth = get_link(self.host, name=name)
         paired = (pod_veth is not None and host_veth is not None and pod_veth.peer_index == host_veth.index
                   and host_veth.peer_index == pod_veth.index)
@@ -423,7 +444,7 @@ class _Add:
         self.pod_veth = get_link(self.pod, index=pod_veth.index)
         link_address = self.config.veth_link_address
         if link_address and 4 in self.versions:
-            current = {str(a.interface) for a in list_addresses(self.pod, self.pod_veth.index)}
+            current = {str(a.interface) for a in self._pod_addresses() if a.index == self.pod_veth.index}
             if f"{link_address}/32" not in current:
                 self.pod.addr("add", index=self.pod_veth.index, address=link_address, prefixlen=32)
                 self.undo.callback(ignore_missing, self.pod.addr, "del", index=self.pod_veth.index,
@@ -457,16 +478,18 @@ class _Add:
                                         lladdr=self.pod_veth.mac)
         if self.first:
             for ip in self.host_ips:
+                if ip.version not in self._known_neighbours:
+                    self._known_neighbours[ip.version] = list_neighbours(self.pod, ip.version)
                 ensure_permanent_neighbour(self.pod, self.undo, ifindex=self.pod_veth.index, dst=ip,
-                                           lladdr=self.host_veth.mac)
+                                           lladdr=self.host_veth.mac, known=self._known_neighbours[ip.version])
 
     def _host_routes_in_pod(self) -> None:
         for ip in self.host_ips:
             route = Route(table=self.table, dst=max_prefix(ip), oif=self.pod_veth.index, scope=SCOPE_LINK,
                           prefsrc=self.src_v4 if ip.version == 4 else None)
-            ensure_route(self.pod, self.undo, route)
+            ensure_route(self.pod, self.undo, route, self._pod_routes(ip.version))
             if self.first:
-                ensure_route(self.pod, self.undo, replace(route, table=MAIN_TABLE))
+                ensure_route(self.pod, self.undo, replace(route, table=MAIN_TABLE), self._pod_routes(ip.version))
 
     def _host_side(self) -> None:
         table = self.config.host_rule_table
@@ -486,7 +509,7 @@ class _Add:
                 continue
             ensure_route(self.pod, self.undo, Route(
                 table=table, dst=cidr, oif=self.pod_veth.index, gateway=str(gateway),
-                prefsrc=self.src_v4 if cidr.version == 4 else None))
+                prefsrc=self.src_v4 if cidr.version == 4 else None), self._pod_routes(cidr.version))
 
     def _reply_via_veth(self) -> None:
         for version in sorted(self.versions):
@@ -497,7 +520,7 @@ class _Add:
             ensure_rule(self.pod, self.undo, Rule(version, REPLY_TABLE, REPLY_RULE_PRIORITY, fwmark=REPLY_MARK))
             default = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
             ensure_route(self.pod, self.undo, Route(table=REPLY_TABLE, dst=default, oif=self.pod_veth.index,
-                                                    gateway=str(gateway)))
+                                                    gateway=str(gateway)), self._pod_routes(version))
 
     def _default_route_link(self) -> Link | None:
         """The NIC (other than ``cur``) holding a default route in ``main``, IPv4 looked at first."""
