@@ -47,8 +47,10 @@ def _portal(workdir: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SPIDERWEB_ALLOWED_HOSTS": "127.0.0.1,localhost"}
     log = open(workdir / "portal.log", "w")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "spiderweb.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "3", "--threads", "8", "--keep-alive", "30"],
+        # The chart's portal command (helm/spiderweb/templates/portal.yaml): its config module (threads, keep-alive)
+        # and its default worker count.
+        [sys.executable, "-m", "gunicorn", "spiderweb.wsgi:application", "--config=python:spiderweb.gunicorn_conf",
+         "--bind", f"127.0.0.1:{port}", "--workers", "3", "--no-control-socket"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
