@@ -37,6 +37,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -55,6 +56,7 @@ from agent.netlink.coordinator_config import (
 from agent.netlink.errors import CoordinatorError, DetectionError
 from agent.netlink.netns_thread import run_in_netns
 from agent.netlink.rtnl import (
+    FAMILY,
     IFF_BROADCAST,
     IFF_UP,
     MAIN_TABLE,
@@ -397,7 +399,8 @@ class _Add:
                 continue
             if answer.get_attr("RTA_PREFSRC"):
                 sources.append(ipaddress.ip_address(answer.get_attr("RTA_PREFSRC")))
-        host_addresses = [(name, ip) for name, _, ip in _host_addresses(self.host, self.host_netns_path)]
+        host_addresses = [(name, ip) for name, _, ip in _host_addresses(self.host, self.host_netns_path,
+                                                                         self.versions)]
         return select_host_ips(sources, host_addresses, self.versions)
 
     def _veth(self) -> None:
@@ -469,7 +472,7 @@ class _Add:
     def _neighbours(self) -> None:
         # Stale entries for the pod's address can only sit on the node's own NICs (a previous owner's veth took
         # its entries with it): delete them there by key, no dump of the node's per-pod neighbour table.
-        node_nics = {index for _, index, _ in _host_addresses(self.host, self.host_netns_path)}
+        node_nics = {index for _, index, _ in _host_addresses(self.host, self.host_netns_path, self.versions)}
         node_nics.discard(self.host_veth.index)
         for ip in self.cur_addrs:
             for index in node_nics:
@@ -607,24 +610,42 @@ class _Add:
 
 
 _HOST_ADDRESS_TTL = 10.0
-_host_address_cache: dict[str | None, tuple[float, list]] = {}
+_host_address_cache: dict[tuple[str | None, frozenset[int]], tuple[float, list]] = {}
+_host_address_refresh = threading.Lock()
 
 
-def _host_addresses(host: IPRoute, host_netns_path: str | None) -> list[tuple[str, int, IPAddress]]:
-    """The node's (interface name, index, address) triples, without the per-pod host veths; cached 10 s.
+def _host_addresses(host: IPRoute, host_netns_path: str | None,
+                    versions: set[int]) -> list[tuple[str, int, IPAddress]]:
+    """The node's usable (interface name, index, address) triples of ``versions``, without host veths; cached 10 s.
 
-    Host addresses change rarely, while a full dump of a node with hundreds of pods costs more than the rest of
-    an ADD; a new node address is picked up within the TTL.
+    Host addresses change rarely, while a node holds a host veth per pod: a dump of its links (thousands of fully
+    decoded messages) cost more than the rest of an ADD, and when the cache expired every concurrent ADD made
+    its own. So: only the families asked for are dumped (the kernel filters by family, and host veths carry no
+    IPv4 address), only usable addresses are kept (not loopback, not IPv6 link-local, which every veth has), names
+    are looked up for the few interfaces that hold those, and one thread refreshes the cache while the others use
+    the previous value. A new node address is picked up within the TTL.
     """
-    now = time.monotonic()
-    cached = _host_address_cache.get(host_netns_path)
-    if cached is not None and now - cached[0] < _HOST_ADDRESS_TTL:
+    key = (host_netns_path, frozenset(versions))
+    cached = _host_address_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < _HOST_ADDRESS_TTL:
         return cached[1]
-    names = {link.index: link.name for link in list_links(host)}
-    value = [(names.get(a.index, ""), a.index, a.ip) for a in list_addresses(host)
-             if not names.get(a.index, "").startswith("veth")]
-    _host_address_cache[host_netns_path] = (now, value)
-    return value
+    if not _host_address_refresh.acquire(blocking=cached is None):
+        return cached[1]  # another ADD is refreshing it
+    try:
+        cached = _host_address_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _HOST_ADDRESS_TTL:
+            return cached[1]
+        usable = [a for version in sorted(versions) for a in list_addresses(host, family=FAMILY[version])
+                  if is_usable(a.ip)]
+        names = {}
+        for index in {a.index for a in usable}:
+            link = get_link(host, index=index)
+            names[index] = link.name if link is not None else ""
+        value = [(names[a.index], a.index, a.ip) for a in usable if not names[a.index].startswith("veth")]
+        _host_address_cache[key] = (time.monotonic(), value)
+        return value
+    finally:
+        _host_address_refresh.release()
 
 
 def _require_netns(netns_path: str) -> None:

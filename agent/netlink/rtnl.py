@@ -146,10 +146,11 @@ class Address:
         return self.interface.ip
 
 
-def list_addresses(ipr: IPRoute, index: int | None = None) -> list[Address]:
-    """Addresses of one link (or all), in kernel order."""
+def list_addresses(ipr: IPRoute, index: int | None = None, *, family: int | None = None) -> list[Address]:
+    """Addresses of one link (or all), in kernel order; of one address family when ``family`` is given (the
+    kernel then dumps only that family)."""
     found = []
-    for msg in ipr.get_addr():
+    for msg in ipr.get_addr(family=family) if family is not None else ipr.get_addr():
         if index is not None and msg["index"] != index:
             continue
         value = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")  # IFA_ADDRESS is the peer on ptp links
