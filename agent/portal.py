@@ -3,9 +3,12 @@
 Why ``http.client`` and a connection pool of our own: every pod start costs at least one portal round trip, and a
 fresh TCP (or TLS) handshake per call would dominate it. Idle keep-alive connections are kept in a small LIFO pool
 shared by the request threads (the socket server runs one short-lived thread per request, so a per-thread pool
-would never be reused). A connection that turns out to be stale (the portal closed it while idle) is replaced and
-the request re-sent once at no cost to the retry budget; every portal call is idempotent (allocation is keyed by
-pod UID and interface, release is UID-guarded), so re-sending is safe.
+would never be reused). An idle connection older than ``max_idle_seconds`` (shorter than the portal's keep-alive
+timeout, ``spiderweb/gunicorn_conf.py``) is closed instead of reused, so the portal is not caught closing it in the
+middle of a request. A connection that turns out to be stale all the same (the portal restarted, or closed it
+early) is replaced and the request re-sent once at no cost to the retry budget and without a log line: over TLS
+that is an ``SSLEOFError`` or a closed TLS session, not only a reset. Every portal call is idempotent (allocation is
+keyed by pod UID and interface, release is UID-guarded), so re-sending is safe.
 
 Retries: connection refused/reset and HTTP 502/503/504/429 are transient and retried with exponential backoff and
 jitter; a timeout is not retried (a portal too slow to answer in time is only made slower by more load) and 4xx
@@ -41,23 +44,41 @@ MAX_BACKOFF_SECONDS = 5.0
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _STATUS_CODES = {400: "invalid_input", 401: "forbidden", 403: "forbidden", 404: "not_found", 409: "conflict"}
 # Failures of a reused keep-alive connection that mean "the portal closed it while idle", not "the portal is down".
-_STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError)
+_STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError,
+          ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# Below gunicorn's keepalive in spiderweb/gunicorn_conf.py (75 s): the client drops an idle connection first.
+MAX_IDLE_SECONDS = 60.0
 
 
 class _Pool:
     """Idle keep-alive connections, most recently used first (it is the least likely to have been closed)."""
 
-    def __init__(self, factory: Callable[[], http.client.HTTPConnection], max_idle: int) -> None:
+    def __init__(self, factory: Callable[[], http.client.HTTPConnection], max_idle: int,
+                 max_idle_seconds: float = MAX_IDLE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self._factory = factory
         self._max_idle = max_idle
-        self._idle: list[http.client.HTTPConnection] = []
+        self._max_idle_seconds = max_idle_seconds
+        self._clock = clock
+        self._idle: list[tuple[float, http.client.HTTPConnection]] = []  # (when it was given back, connection)
         self._lock = threading.Lock()
 
     def take(self) -> tuple[http.client.HTTPConnection, bool]:
         """A connection and whether it was reused (an idle one) rather than new."""
+        expired = []
+        reused = None
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+            now = self._clock()
+            # Newest first; once one is too old, every older one is too and the loop closes them all.
+            while self._idle:
+                since, connection = self._idle.pop()
+                if now - since < self._max_idle_seconds:
+                    reused = connection
+                    break
+                expired.append(connection)
+        for connection in expired:
+            connection.close()
+        if reused is not None:
+            return reused, True
         return self._factory(), False
 
     def new(self) -> http.client.HTTPConnection:
@@ -67,14 +88,14 @@ class _Pool:
     def give_back(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < self._max_idle:
-                self._idle.append(connection)
+                self._idle.append((self._clock(), connection))
                 return
         connection.close()
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for _, connection in idle:
             connection.close()
 
 
@@ -92,6 +113,7 @@ class PortalClient:
         ca_file: str | None = None,
         user_agent: str = "spiderweb-agent",
         max_idle: int = 8,
+        max_idle_seconds: float = MAX_IDLE_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         parts = urlsplit(base_url)
@@ -116,7 +138,7 @@ class PortalClient:
             def factory() -> http.client.HTTPConnection:
                 return http.client.HTTPConnection(host, port, timeout=timeout)
 
-        self._pool = _Pool(factory, max_idle)
+        self._pool = _Pool(factory, max_idle, max_idle_seconds)
 
     # ---------------------------------------------------------------------------------------------- calls
 

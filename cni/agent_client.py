@@ -7,11 +7,9 @@ status line, headers and body. That is all a CNI call needs, and it spares every
 
 from __future__ import annotations
 
-import json
-import logging
-import socket
+from _socket import AF_UNIX, SOCK_STREAM, socket
 
-from cni import errors
+from cni import errors, jsontext, logs
 from cni.errors import AgentBadResponse, AgentError, AgentUnreachable, agent_code_for_http_status
 
 DEFAULT_SOCKET_PATH = "/var/run/spidernet/spiderpool.sock"
@@ -22,7 +20,7 @@ HEALTH_TIMEOUT_SECONDS = 30.0
 # No agent answer is this large; the cap stops a broken peer from eating the node's memory.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
-log = logging.getLogger("cni.agent")
+log = logs.Logger("cni.agent")
 
 
 class _BadAnswer(Exception):
@@ -31,7 +29,7 @@ class _BadAnswer(Exception):
 
 def _http_over_unix(socket_path: str, timeout: float, request: bytes) -> tuple[int, bytes]:
     """Send one HTTP/1.1 request on a unix stream socket and return (status, body) once the agent closes."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket(AF_UNIX, SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(socket_path)
@@ -104,7 +102,7 @@ class AgentClient:
         payload = None
         headers = {"Accept": "application/json", "Connection": "close", "User-Agent": self.user_agent}
         if body is not None:
-            payload = json.dumps(body, separators=(",", ":")).encode("ascii")
+            payload = jsontext.dumps(body).encode("ascii")
             headers["Content-Type"] = "application/json"
         log.debug("agent request %s %s %s", method, path, payload.decode("ascii") if payload else "")
         headers["Host"] = "localhost"
@@ -138,7 +136,7 @@ def _decode_success(method: str, path: str, raw: bytes) -> object:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw.decode("utf-8"))
+        return jsontext.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise AgentBadResponse(f"{method} {path}: answer is not JSON: {exc}") from exc
 
@@ -147,7 +145,7 @@ def _error_from_answer(status: int, raw: bytes) -> AgentError:
     """Read the agent's ``{"code","message","details"}``; tolerate Spiderpool's plain-string ``Error`` too."""
     text = raw.decode("utf-8", "replace").strip()
     try:
-        body = json.loads(text) if text else None
+        body = jsontext.loads(text) if text else None
     except ValueError:
         body = text
     fallback_code = agent_code_for_http_status(status)

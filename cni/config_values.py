@@ -1,42 +1,38 @@
 """Typed readers for keys of a plugin's config section, failing with code 7 and the key's full path.
 
-JSON has no schema here, so each plugin reads its keys through these once, into a frozen dataclass, and a
+JSON has no schema here, so each plugin reads its keys through these once, into a frozen record, and a
 wrong type or value stops the call with a message that names the key (``ipam.clean_gateway must be a
 boolean``) instead of surfacing later as a confusing agent error.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from _collections_abc import Mapping  # = collections.abc, without importing collections (start-up)
 
-from cni import errors
+from cni import errors, logs
+from cni.record import Record
 
 # Spiderpool's log level names (zap) mapped to the stdlib's.
 LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "dpanic": logging.CRITICAL,
-    "panic": logging.CRITICAL,
-    "fatal": logging.CRITICAL,
+    "debug": logs.DEBUG,
+    "info": logs.INFO,
+    "warn": logs.WARNING,
+    "warning": logs.WARNING,
+    "error": logs.ERROR,
+    "dpanic": logs.CRITICAL,
+    "panic": logs.CRITICAL,
+    "fatal": logs.CRITICAL,
 }
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
 
 
-@dataclass(frozen=True)
-class LogSettings:
+class LogSettings(Record):
     """Where and how much a plugin logs. ``path`` empty means no file log (the default)."""
 
-    path: str = ""
-    level: int = logging.DEBUG
-    max_size_mb: int = 100
-    max_count: int = 10
+    __slots__ = ("path", "level", "max_size_mb", "max_count")
+    _defaults = {"path": "", "level": logs.DEBUG, "max_size_mb": 100, "max_count": 10}
 
 
 def invalid(where: str, problem: str, value: object = None) -> errors.CNIError:

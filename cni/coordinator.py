@@ -7,16 +7,15 @@ touching the agent, and prints the result the agent returns in the runtime's CNI
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from _collections_abc import Mapping  # = collections.abc, without importing collections (start-up)
 
-from cni import config_values, errors
+from cni import config_values, errors, logs
 from cni.agent_client import DEFAULT_SOCKET_PATH, AgentClient, require_available
 from cni.dispatch import main
 from cni.invocation import Invocation
+from cni.record import Record
 from cni.results import convert_result, empty_result
 from cni.versions import version_info
 
@@ -24,16 +23,14 @@ PLUGIN = "coordinator"
 MODES = ("auto", "underlay", "overlay", "disable", "disabled")
 DISABLED_MODES = ("disable", "disabled")
 
-log = logging.getLogger("cni.coordinator")
+log = logs.Logger("cni.coordinator")
 
 
-@dataclass(frozen=True)
-class CoordinatorConfig:
+class CoordinatorConfig(Record):
     """What the shim itself reads from its conflist entry; every other key is the agent's to interpret."""
 
-    mode: str = ""
-    unix_socket_path: str = DEFAULT_SOCKET_PATH
-    log: config_values.LogSettings = config_values.LogSettings()
+    __slots__ = ("mode", "unix_socket_path", "log")
+    _defaults = {"mode": "", "unix_socket_path": DEFAULT_SOCKET_PATH, "log": config_values.LogSettings()}
 
     @property
     def disabled(self) -> bool:

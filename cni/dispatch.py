@@ -8,14 +8,11 @@ runtime; the traceback goes to the plugin's log file when one is configured.
 
 from __future__ import annotations
 
-import json
-import logging
-import logging.handlers
 import os
 import sys
-from collections.abc import Callable, Mapping
+from _collections_abc import Callable, Mapping  # = collections.abc, without importing collections (start-up)
 
-from cni import errors
+from cni import errors, jsontext, logs
 from cni.config_values import LogSettings
 from cni.invocation import Invocation, error_version, read_invocation
 from cni.results import ResultFormatError
@@ -24,11 +21,7 @@ from cni.versions import LATEST_VERSION, SUPPORTED_VERSIONS
 Handler = Callable[[Invocation], "Mapping[str, object] | None"]
 LogSettingsReader = Callable[[Mapping[str, object]], LogSettings]
 
-log = logging.getLogger("cni")
-log.addHandler(logging.NullHandler())
-log.propagate = False
-# A failing log write (disk full, file removed) must not print logging's "--- Logging error ---" traceback.
-logging.raiseExceptions = False
+log = logs.Logger("cni")
 
 
 def main(
@@ -73,7 +66,7 @@ def main(
             output = handler(invocation)
             if output is not None:
                 _write_json(stdout, output)
-                log.debug("%s %s printed %s", plugin, invocation.command, json.dumps(output))
+                log.debug("%s %s printed %s", plugin, invocation.command, jsontext.dumps(output))
             log.info("%s %s succeeded", plugin, invocation.command)
             return 0
         except BaseException as exc:  # noqa: BLE001 - the CNI contract: every failure becomes an error object
@@ -81,8 +74,7 @@ def main(
             return 1
     finally:
         if file_handler is not None:
-            log.removeHandler(file_handler)
-            file_handler.close()
+            logs.detach(file_handler)
 
 
 def _report_failure(exc: BaseException, plugin: str, environ: Mapping[str, str], stdout: object, version: str) -> None:
@@ -157,7 +149,7 @@ def _binary(stream: object) -> object:
 
 def _write_json(stream: object, value: object) -> None:
     """ASCII-only JSON, so the runtime's decoding never depends on this process's locale."""
-    data = (json.dumps(value, indent=4) + "\n").encode("ascii")
+    data = (jsontext.dumps(value, indent=4) + "\n").encode("ascii")
     if stream is None:
         raise OSError("stdout is closed")
     stream.write(data)
@@ -173,26 +165,11 @@ def _about(plugin: str) -> None:
         pass
 
 
-def _attach_file_log(settings: LogSettings, plugin: str, invocation: Invocation) -> logging.Handler | None:
+def _attach_file_log(settings: LogSettings, plugin: str, invocation: Invocation) -> object | None:
     """Log to ``settings.path`` when set. A log file that cannot be opened never fails the CNI call."""
-    log.setLevel(settings.level)
     if not settings.path:
         return None
-    try:
-        os.makedirs(os.path.dirname(settings.path) or ".", exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            settings.path,
-            maxBytes=max(settings.max_size_mb, 0) * 1024 * 1024,
-            backupCount=max(settings.max_count, 0),
-            encoding="utf-8",
-        )
-    except (OSError, ValueError):
-        return None
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s %(levelname)s {plugin}[%(process)d] {invocation.command} "
-            f"{invocation.container_id[:12]} %(message)s"
-        )
+    return logs.attach_file(
+        path=settings.path, level=settings.level, max_size_mb=settings.max_size_mb, max_count=settings.max_count,
+        line_prefix=f"{plugin}[%(process)d] {invocation.command} {invocation.container_id[:12]}",
     )
-    log.addHandler(handler)
-    return handler

@@ -7,8 +7,6 @@ are ours and each has one documented meaning (see ``CODE_MEANINGS`` and cni/READ
 
 from __future__ import annotations
 
-import json
-
 # Standard codes from the CNI spec ("Error" section).
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -174,6 +172,8 @@ def cni_error_from_unreachable(error: AgentUnreachable, *, code: int = TRY_AGAIN
 
 def _json_text(value: object) -> str:
     """Compact, ASCII-only JSON text; ``repr`` as a last resort so building an error never fails."""
+    import json  # only on the error path: json costs start-up time (see cni/jsontext.py)
+
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
     except (TypeError, ValueError):

@@ -7,15 +7,14 @@ result (or passes a prevResult through). DEL and CHECK do nothing: devices are s
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from _collections_abc import Mapping  # = collections.abc, without importing collections (start-up)
 
-from cni import config_values, errors
+from cni import config_values, errors, logs
 from cni.agent_client import DEFAULT_SOCKET_PATH, AgentClient, require_available
 from cni.dispatch import main
 from cni.invocation import Invocation, validate_interface_name
+from cni.record import Record
 from cni.results import empty_result
 from cni.versions import version_info
 
@@ -24,27 +23,22 @@ DEFAULT_BOND_NAME = "sp_bond0"
 MAX_VLAN_ID = 4094
 MAX_BOND_MODE = 6
 
-log = logging.getLogger("cni.ifacer")
+log = logs.Logger("cni.ifacer")
 
 
-@dataclass(frozen=True)
-class BondConfig:
+class BondConfig(Record):
     """``bond``: ``mode`` 0..6 (balance-rr .. balance-alb), ``options`` as ``k1=v1;k2=v2``."""
 
-    name: str = DEFAULT_BOND_NAME
-    mode: int = 0
-    options: str = ""
+    __slots__ = ("name", "mode", "options")
+    _defaults = {"name": DEFAULT_BOND_NAME, "mode": 0, "options": ""}
 
 
-@dataclass(frozen=True)
-class IfacerConfig:
-    """The validated ifacer entry."""
+class IfacerConfig(Record):
+    """The validated ifacer entry (``interfaces`` is a tuple of names)."""
 
-    interfaces: tuple[str, ...]
-    vlan_id: int = 0
-    bond: BondConfig | None = None
-    unix_socket_path: str = DEFAULT_SOCKET_PATH
-    log: config_values.LogSettings = config_values.LogSettings()
+    __slots__ = ("interfaces", "vlan_id", "bond", "unix_socket_path", "log")
+    _defaults = {"vlan_id": 0, "bond": None, "unix_socket_path": DEFAULT_SOCKET_PATH,
+                 "log": config_values.LogSettings()}
 
     @property
     def vlan_parent(self) -> str | None:

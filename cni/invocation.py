@@ -1,4 +1,4 @@
-"""Read one CNI invocation (CNI_* environment, CNI_ARGS and the stdin network config) into a frozen dataclass.
+"""Read one CNI invocation (CNI_* environment, CNI_ARGS and the stdin network config) into a frozen record.
 
 Everything a runtime hands over is checked here, once, before any handler runs, so a handler can trust its
 input and nothing calls the agent on garbage. The order and codes follow the reference Go ``skel`` package:
@@ -7,14 +7,11 @@ environment (4), stdin decoding (6), network name (7), version (1), then CNI_ARG
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from _collections_abc import Callable, Mapping  # = collections.abc, without importing collections (start-up)
 
-from cni import errors
+from cni import addresses, errors, jsontext
+from cni.record import Record
 from cni.results import ResultFormatError, convert_result
 from cni.versions import COMMAND_FLOORS, LATEST_VERSION, SUPPORTED_VERSIONS, parse_version
 
@@ -33,22 +30,41 @@ REQUIRED_ENV = {
 # A prevResult for a big multi-NIC pod is a few KiB; anything near this is not a network config.
 MAX_STDIN_BYTES = 16 * 1024 * 1024
 
-_CNI_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_POD_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 _MAX_IFNAME_BYTES = 15
 
+# Character classes of the reference library's and Kubernetes' name patterns, checked without ``re`` (whose
+# import is a few milliseconds of start-up). ASCII only, as the patterns are.
+_DIGITS = frozenset("0123456789")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_ALNUM = _DIGITS | _LOWER | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-@dataclass(frozen=True)
-class PodArgs:
+
+def _is_cni_name(text: str) -> bool:
+    """``[a-zA-Z0-9][a-zA-Z0-9_.-]*``: network names and container IDs."""
+    return bool(text) and text[0] in _ALNUM and all(c in _ALNUM or c in "_.-" for c in text)
+
+
+def _is_dns1123_label(text: str) -> bool:
+    """``[a-z0-9]([-a-z0-9]*[a-z0-9])?``: a namespace name."""
+    return (bool(text) and text[0] != "-" and text[-1] != "-"
+            and all(c in _LOWER or c in _DIGITS or c == "-" for c in text))
+
+
+def _is_dns1123_subdomain(text: str) -> bool:
+    """DNS-1123 labels joined by dots: a pod name."""
+    return all(_is_dns1123_label(label) for label in text.split("."))
+
+
+def _is_pod_uid(text: str) -> bool:
+    """``[A-Za-z0-9][A-Za-z0-9_.:-]*``."""
+    return bool(text) and text[0] in _ALNUM and all(c in _ALNUM or c in "_.:-" for c in text)
+
+
+class PodArgs(Record):
     """Pod identity from CNI_ARGS. Empty strings mean "not given"; handlers decide what they require."""
 
-    namespace: str = ""
-    name: str = ""
-    uid: str = ""
-    infra_container_id: str = ""
-    ignore_unknown: bool = False
+    __slots__ = ("namespace", "name", "uid", "infra_container_id", "ignore_unknown")
+    _defaults = {"namespace": "", "name": "", "uid": "", "infra_container_id": "", "ignore_unknown": False}
 
     def require_identity(self) -> None:
         """Fail with code 4 unless namespace and name are present: the agent cannot act on an unnamed pod."""
@@ -62,19 +78,13 @@ class PodArgs:
             )
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(Record):
     """One validated CNI call. ``config`` is the decoded stdin object; handlers read it and never change it."""
 
-    command: str
-    cni_version: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    cni_path: str = ""
-    cni_args: str = ""
-    pod: PodArgs = PodArgs()
-    config: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    __slots__ = ("command", "cni_version", "container_id", "netns", "ifname", "cni_path", "cni_args", "pod", "config")
+    _defaults = {"container_id": "", "netns": "", "ifname": "", "cni_path": "", "cni_args": "", "pod": PodArgs(),
+                 "config": {}}
+    _not_compared = frozenset({"config"})
 
     @property
     def prev_result(self) -> object:
@@ -179,7 +189,7 @@ def decode_config(data: bytes) -> dict:
     except UnicodeDecodeError as exc:
         raise errors.CNIError(errors.DECODING_FAILURE, f"error decoding network config: not UTF-8 ({exc})") from exc
     try:
-        config = json.loads(text, parse_constant=_reject_constant)
+        config = jsontext.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise errors.CNIError(errors.DECODING_FAILURE, f"error decoding network config: {exc}") from exc
     if not isinstance(config, dict):
@@ -193,7 +203,7 @@ def validate_network_name(name: object) -> None:
     """The network ``name`` is required and limited to ``[a-zA-Z0-9][a-zA-Z0-9_.-]*`` (code 7)."""
     if name is None or name == "":
         raise errors.CNIError(errors.INVALID_NETWORK_CONFIG, "missing network name")
-    if not isinstance(name, str) or not _CNI_NAME.fullmatch(name):
+    if not isinstance(name, str) or not _is_cni_name(name):
         raise errors.CNIError(
             errors.INVALID_NETWORK_CONFIG, "invalid characters found in network name", _printable(name)
         )
@@ -211,7 +221,7 @@ def check_version(command: str, config: Mapping[str, object]) -> str:
         raise errors.CNIError(
             errors.INCOMPATIBLE_VERSION,
             "incompatible CNI versions",
-            f"config is {json.dumps(version)}, plugin supports {json.dumps(list(SUPPORTED_VERSIONS))}",
+            f"config is {jsontext.dumps(version)}, plugin supports {jsontext.dumps(list(SUPPORTED_VERSIONS))}",
         )
     floor = COMMAND_FLOORS.get(command)
     if floor and parse_version(version) < parse_version(floor):
@@ -225,7 +235,7 @@ def check_version(command: str, config: Mapping[str, object]) -> str:
 
 def validate_container_id(container_id: str) -> None:
     """Container IDs are ``[a-zA-Z0-9][a-zA-Z0-9_.-]*`` (code 4), as in the reference library."""
-    if not _CNI_NAME.fullmatch(container_id):
+    if not _is_cni_name(container_id):
         raise errors.CNIError(errors.INVALID_ENVIRONMENT, "invalid characters in containerID", _printable(container_id))
 
 
@@ -298,9 +308,9 @@ def _check_bool(key: str, value: str) -> None:
     _parse_bool_arg(value)
 
 
-def _check_pattern(pattern: re.Pattern, max_length: int, meaning: str) -> Callable[[str, str], None]:
+def _check_pattern(matches: Callable[[str], bool], max_length: int, meaning: str) -> Callable[[str, str], None]:
     def check(key: str, value: str) -> None:
-        if value and (len(value) > max_length or not pattern.fullmatch(value)):
+        if value and (len(value) > max_length or not matches(value)):
             raise errors.CNIError(errors.INVALID_ENVIRONMENT, f"CNI_ARGS: {key} is not {meaning}", _printable(value))
 
     return check
@@ -310,7 +320,7 @@ def _check_ip(key: str, value: str) -> None:
     # Spiderpool parses IP into a net.IP and then ignores it; a value that is not an address is still an error.
     if value:
         try:
-            ipaddress.ip_address(value)
+            addresses.ip_version(value)
         except ValueError as exc:
             raise errors.CNIError(
                 errors.INVALID_ENVIRONMENT, "CNI_ARGS: IP is not an address", _printable(value)
@@ -319,10 +329,10 @@ def _check_ip(key: str, value: str) -> None:
 
 _KNOWN_ARGS: dict[str, Callable[[str, str], None]] = {
     "IgnoreUnknown": _check_bool,
-    "K8S_POD_NAMESPACE": _check_pattern(_DNS1123_LABEL, 63, "a Kubernetes namespace name"),
-    "K8S_POD_NAME": _check_pattern(_DNS1123_SUBDOMAIN, 253, "a Kubernetes pod name"),
-    "K8S_POD_UID": _check_pattern(_POD_UID, 128, "a pod UID"),
-    "K8S_POD_INFRA_CONTAINER_ID": _check_pattern(_CNI_NAME, 256, "a container ID"),
+    "K8S_POD_NAMESPACE": _check_pattern(_is_dns1123_label, 63, "a Kubernetes namespace name"),
+    "K8S_POD_NAME": _check_pattern(_is_dns1123_subdomain, 253, "a Kubernetes pod name"),
+    "K8S_POD_UID": _check_pattern(_is_pod_uid, 128, "a pod UID"),
+    "K8S_POD_INFRA_CONTAINER_ID": _check_pattern(_is_cni_name, 256, "a container ID"),
     "IP": _check_ip,
 }
 
@@ -337,12 +347,17 @@ def _json_kind(value: object) -> str:
     if isinstance(value, str):
         return "a string"
     if isinstance(value, bool) or value is None:
-        return json.dumps(value)
+        return jsontext.dumps(value)
     return "a number"
 
 
 def _printable(value: object) -> str:
     """A short, safe rendering of untrusted input for error messages."""
-    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    if isinstance(value, str):
+        text = value
+    else:
+        import json  # only on the error path (see cni/jsontext.py)
+
+        text = json.dumps(value, default=repr)
     text = text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
     return text if len(text) <= 200 else text[:200] + "..."

@@ -8,10 +8,9 @@ kept, because a chained plugin must pass on what it does not understand.
 
 from __future__ import annotations
 
-import copy
-import ipaddress
-from collections.abc import Mapping
+from _collections_abc import Mapping  # = collections.abc, without importing collections (start-up)
 
+from cni import addresses
 from cni.versions import is_legacy_result_version
 
 
@@ -29,7 +28,7 @@ def convert_result(result: Mapping[str, object], cni_version: str) -> dict:
     """
     if not isinstance(result, Mapping):
         raise ResultFormatError("a CNI result must be a JSON object")
-    converted = copy.deepcopy(dict(result))
+    converted = _copy(dict(result))
     converted["cniVersion"] = cni_version
     legacy = is_legacy_result_version(cni_version)
     interfaces = converted.get("interfaces")
@@ -64,7 +63,7 @@ def _convert_ip(entry: object, index: int, legacy: bool) -> dict:
     if not isinstance(address, str) or "/" not in address:
         raise ResultFormatError(f"result ips[{index}].address must be an address in CIDR form")
     try:
-        family = ipaddress.ip_interface(address).version
+        family = addresses.cidr_version(address)
     except ValueError as exc:
         raise ResultFormatError(f"result ips[{index}].address {address!r} is not an address in CIDR form") from exc
     gateway = entry.get("gateway")
@@ -86,13 +85,22 @@ def _check_route(route: object, index: int) -> None:
     if not isinstance(dst, str):
         raise ResultFormatError(f"result routes[{index}].dst must be a CIDR")
     try:
-        ipaddress.ip_network(dst, strict=False)
+        addresses.cidr_version(dst)
     except ValueError as exc:
         raise ResultFormatError(f"result routes[{index}].dst {dst!r} is not a CIDR") from exc
 
 
 def _ip_version(text: str) -> int:
     try:
-        return ipaddress.ip_address(text).version
+        return addresses.ip_version(text)
     except ValueError:
         return 0
+
+
+def _copy(value: object) -> object:
+    """A deep copy of decoded JSON (``copy.deepcopy`` without importing ``copy``: only dicts and lists nest)."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value

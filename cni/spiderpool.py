@@ -7,35 +7,31 @@ its input, calls the agent's unix socket (spec §11.2) and translates answers in
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from _collections_abc import Mapping  # = collections.abc, without importing collections (start-up)
 
-from cni import config_values, errors
+from cni import addresses, config_values, errors, logs
 from cni.agent_client import DEFAULT_SOCKET_PATH, AgentClient, require_available
 from cni.dispatch import main
 from cni.invocation import Invocation
+from cni.record import Record
 from cni.results import convert_result
 from cni.versions import version_info
 
 PLUGIN = "spiderpool"
 _WHERE = "ipam."
 
-log = logging.getLogger("cni.spiderpool")
+log = logs.Logger("cni.spiderpool")
 
 
-@dataclass(frozen=True)
-class IpamConfig:
+class IpamConfig(Record):
     """The ``ipam`` section (spec §11.1), read once and validated."""
 
-    default_ipv4_ippool: tuple[str, ...] = ()
-    default_ipv6_ippool: tuple[str, ...] = ()
-    clean_gateway: bool = False
-    match_master_subnet: bool = False
-    ipam_unix_socket_path: str = DEFAULT_SOCKET_PATH
-    log: config_values.LogSettings = config_values.LogSettings()
+    __slots__ = ("default_ipv4_ippool", "default_ipv6_ippool", "clean_gateway", "match_master_subnet",
+                 "ipam_unix_socket_path", "log")
+    _defaults = {"default_ipv4_ippool": (), "default_ipv6_ippool": (), "clean_gateway": False,
+                 "match_master_subnet": False, "ipam_unix_socket_path": DEFAULT_SOCKET_PATH,
+                 "log": config_values.LogSettings()}
 
 
 def ipam_config(config: Mapping[str, object]) -> IpamConfig:
@@ -264,18 +260,16 @@ def _require_healthy(client: AgentClient) -> None:
 def _ip_config(entry: dict, index: int) -> dict:
     address, version = entry.get("address"), entry.get("version")
     try:
-        interface = ipaddress.ip_interface(address) if isinstance(address, str) and "/" in address else None
+        family = addresses.cidr_version(address)
     except ValueError:
-        interface = None
-    if interface is None:
-        raise errors.AgentBadResponse(f"IpamAddResponse ips[{index}].address {address!r} is not in CIDR form")
-    if version not in (None, 4, 6, "4", "6") or (version is not None and int(version) != interface.version):
+        raise errors.AgentBadResponse(f"IpamAddResponse ips[{index}].address {address!r} is not in CIDR form") from None
+    if version not in (None, 4, 6, "4", "6") or (version is not None and int(version) != family):
         raise errors.AgentBadResponse(f"IpamAddResponse ips[{index}].version {version!r} does not match {address}")
     config = {"address": address}
     gateway = entry.get("gateway")
     if gateway:
         try:
-            if not isinstance(gateway, str) or ipaddress.ip_address(gateway).version != interface.version:
+            if not isinstance(gateway, str) or addresses.ip_version(gateway) != family:
                 raise ValueError(gateway)
         except ValueError as exc:
             raise errors.AgentBadResponse(f"IpamAddResponse ips[{index}].gateway {gateway!r} is not valid") from exc
@@ -292,13 +286,13 @@ def _route_nic(route: object, index: int) -> object:
 def _route(route: dict, index: int) -> dict:
     dst, gw = route.get("dst"), route.get("gw")
     try:
-        network = ipaddress.ip_network(dst, strict=False) if isinstance(dst, str) else None
-        gateway = ipaddress.ip_address(gw) if isinstance(gw, str) else None
+        network = addresses.network(dst)
+        same_family = addresses.cidr_version(dst) == addresses.ip_version(gw)
     except ValueError:
-        network = gateway = None
-    if network is None or gateway is None or network.version != gateway.version:
+        same_family = False
+    if not same_family:
         raise errors.AgentBadResponse(f"IpamAddResponse routes[{index}] needs dst (CIDR) and gw of one family")
-    return {"dst": str(network), "gw": gw}
+    return {"dst": network, "gw": gw}
 
 
 def _dns(dns: object) -> dict:

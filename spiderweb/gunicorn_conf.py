@@ -15,3 +15,12 @@ def on_starting(server):
 
 def child_exit(server, worker):
     metrics.multiprocess_process_dead(worker.pid)
+
+
+# The node agents keep HTTP/1.1 connections to the portal open between pod starts (agent/portal.py), so a pod
+# storm costs no TCP or TLS handshake per call. gunicorn's default sync worker closes every connection after one
+# request; a threaded worker keeps them, and serves the concurrent ADDs of many nodes while others wait on the
+# database. The agent drops a connection idle for 60 s (agent.portal.MAX_IDLE_SECONDS), before this timeout does.
+worker_class = "gthread"
+threads = 8
+keepalive = 75

@@ -11,9 +11,10 @@ missing and registers the undo of each change on an ``ExitStack``; if any step f
 pod and host are left as they were, so a retried ADD starts clean. Repeating a successful ADD changes nothing.
 DEL succeeds when the netns, the link, the route or the rule is already gone.
 
-The "reply through veth" mangle rules are installed with the ``iptables``/``ip6tables`` binaries run through
-``nsenter --net=<pod netns>``: there is no netlink API for xtables rules, and the binaries pick the right backend
-(nft or legacy) for the node. That is the only subprocess here; everything else is pyroute2.
+The "reply through veth" mangle rules are installed with the ``iptables``/``ip6tables`` binaries, started from a
+thread inside the pod netns (a child process inherits the namespace of the thread that spawns it): there is no
+netlink API for xtables rules, and the binaries pick the right backend (nft or legacy) for the node. Those are the
+only subprocesses here; everything else is pyroute2.
 
 Deliberate choices where the spec leaves room or upstream is wrong:
 
@@ -36,6 +37,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -52,7 +54,9 @@ from agent.netlink.coordinator_config import (
     CoordinatorConfig,
 )
 from agent.netlink.errors import CoordinatorError, DetectionError
+from agent.netlink.netns_thread import run_in_netns
 from agent.netlink.rtnl import (
+    FAMILY,
     IFF_BROADCAST,
     IFF_UP,
     MAIN_TABLE,
@@ -74,6 +78,7 @@ from agent.netlink.rtnl import (
     is_usable,
     list_addresses,
     list_links,
+    list_neighbours,
     list_routes,
     list_rules,
     max_prefix,
@@ -216,38 +221,54 @@ def select_host_ips(route_sources: list[IPAddress], host_addresses: list[tuple[s
 # --- iptables in the pod netns ---------------------------------------------------------------------------
 
 
+def _run_in_pod(netns_path: str, command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run `command` inside the pod netns: spawned by a thread that entered it (no `nsenter` process)."""
+    try:
+        return run_in_netns(netns_path, subprocess.run, command, input=stdin, capture_output=True, text=True,
+                            timeout=30, check=False)
+    except FileNotFoundError:
+        raise CoordinatorError(f"{command[0]} is not installed; the coordinator needs it") from None
+    except subprocess.TimeoutExpired:
+        raise CoordinatorError(f"{' '.join(command)} did not finish within 30 s (xtables lock?)") from None
+
+
 def _iptables(netns_path: str, version: int, args: list[str]) -> subprocess.CompletedProcess:
     binary = "iptables" if version == 4 else "ip6tables"
-    command = ["nsenter", f"--net={netns_path}", binary, "-w", "5", "-t", "mangle", *args]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise CoordinatorError(f"{command[0]} or {binary} is not installed; the coordinator needs both") from None
-    except subprocess.TimeoutExpired:
-        raise CoordinatorError(f"{binary} {' '.join(args)} did not finish within 30 s (xtables lock?)") from None
+    return _run_in_pod(netns_path, [binary, "-w", "5", "-t", "mangle", *args])
+
+
+def _mangle_is_empty(netns_path: str, version: int) -> bool:
+    """True when the pod's mangle table holds no rule at all (a new pod's netns): then every rule is missing."""
+    binary = "iptables-save" if version == 4 else "ip6tables-save"
+    done = _run_in_pod(netns_path, [binary, "-t", "mangle"])
+    return done.returncode == 0 and not any(line.startswith("-A ") for line in done.stdout.splitlines())
 
 
 def _ensure_iptables_rules(netns_path: str, version: int, rules, undo: ExitStack) -> None:
-    """Add the missing rules of `rules` ((chain, spec) pairs) in ONE process per family.
+    """Add the missing rules of `rules` ((chain, spec) pairs); register the removal of each rule added here.
 
-    Each rule is checked (`-C`) and appended (`-A`) only when missing, by a small shell script run through
-    `nsenter`: one process spawn instead of two per rule keeps a pod's ADD fast. Rules this call added are
-    registered for undo; rules that were already there are left alone.
+    A new pod's mangle table is empty: then one `iptables-save` (to see that) and one `iptables-restore --noflush`
+    (all rules in one transaction) do it, two processes. Otherwise each rule is checked (`-C`) and appended (`-A`)
+    only when missing, by a small shell script (one process plus one per `iptables` call); rules that were
+    already there are left alone.
     """
     binary = "iptables" if version == 4 else "ip6tables"
+    if _mangle_is_empty(netns_path, version):
+        script = "*mangle\n" + "".join(
+            " ".join(["-A", chain, *(shlex.quote(part) for part in spec)]) + "\n" for chain, spec in rules) + "COMMIT\n"
+        done = _run_in_pod(netns_path, [f"{binary}-restore", "-w", "5", "--noflush"], stdin=script)
+        if done.returncode != 0:
+            raise CoordinatorError(f"{binary}-restore failed in the pod: {done.stderr.strip() or done.stdout.strip()}")
+        for chain, spec in rules:
+            undo.callback(_iptables, netns_path, version, ["-D", chain, *spec])
+        return
     lines = []
     for index, (chain, spec) in enumerate(rules):
         rule = " ".join(shlex.quote(part) for part in (chain, *spec))
         base = f"{binary} -w 5 -t mangle"
         lines.append(f"if ! {base} -C {rule} 2>/dev/null; then {base} -A {rule} && echo added:{index} "
                      f"|| {{ echo failed:{index}; exit 1; }}; fi")
-    command = ["nsenter", f"--net={netns_path}", "sh", "-c", "\n".join(lines)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise CoordinatorError(f"nsenter or {binary} is not installed; the coordinator needs both") from None
-    except subprocess.TimeoutExpired:
-        raise CoordinatorError(f"{binary} did not finish within 30 s (xtables lock?)") from None
+    done = _run_in_pod(netns_path, ["sh", "-c", "\n".join(lines)])
     for marker in done.stdout.split():
         kind, _, index = marker.partition(":")
         chain, spec = rules[int(index)]
@@ -268,8 +289,26 @@ class _Add:
         self.pod, self.host, self.undo = pod, host, undo
         self.netns_path, self.if_name, self.container_id, self.config = netns_path, if_name, container_id, config
         self.host_netns_path = host_netns_path
+        self._routes: dict[int, list[Route]] = {}
+        self._addresses: list | None = None
+        self._known_neighbours: dict[int, list] = {}
 
     # helpers ---------------------------------------------------------------------------------------------
+
+    def _pod_routes(self, version: int) -> list[Route]:
+        """The pod's routes of one family (every table), dumped once per ADD and kept current by ``ensure_route``.
+
+        Only this ADD changes the pod's routes while it runs (a runtime configures one pod's NICs one at a time).
+        """
+        if version not in self._routes:
+            self._routes[version] = list_routes(self.pod, version)
+        return self._routes[version]
+
+    def _pod_addresses(self) -> list:
+        """The pod's addresses, dumped once per ADD (before this ADD adds any)."""
+        if self._addresses is None:
+            self._addresses = list_addresses(self.pod)
+        return self._addresses
 
     def _pod_link(self, name: str) -> Link:
         link = get_link(self.pod, name=name)
@@ -278,7 +317,7 @@ class _Add:
         return link
 
     def _usable_addresses(self, link: Link) -> list[IPAddress]:
-        return [a.ip for a in list_addresses(self.pod, link.index) if is_usable(a.ip)]
+        return [a.ip for a in self._pod_addresses() if a.index == link.index and is_usable(a.ip)]
 
     def _first_v4(self, link: Link | None) -> str | None:
         if link is None:
@@ -321,7 +360,8 @@ class _Add:
                                      up_links=up_links, veth0_exists=any(lk.name == POD_VETH_NAME for lk in links))
         self.underlay = self.decision.mode == MODE_UNDERLAY
         self.first, self.table = self.decision.first_invoke, self.decision.table
-        self.first_nic = get_link(self.pod, name=config.pod_default_cni_nic)
+        self.first_nic = next((lk for lk in links if lk.name == config.pod_default_cni_nic), None)
+        self._pod_veth_before = next((lk for lk in links if lk.name == POD_VETH_NAME), None)
         self.src_v4 = self._first_v4(self.first_nic)
         log.debug("coordinator ADD %s: %s", self.if_name, self.decision)
 
@@ -341,15 +381,16 @@ class _Add:
         self._hijack_routes()  # step 13
         if self.underlay and self.first:  # step 14
             self._reply_via_veth()
+        self._routes.clear()  # steps 15-16 move and delete routes: they dump afresh
         if config.tune_pod_routes and (not self.first or not self.underlay):  # step 15
             self._tune_routes()
         self._policy_routes()  # step 16
 
     def _host_ips(self) -> list[IPAddress]:
-        pod_veth = get_link(self.pod, name=POD_VETH_NAME)
+        pod_veth = self._pod_veth_before
         skip = {pod_veth.index} if pod_veth else set()
         sources: list[IPAddress] = []
-        for address in list_addresses(self.pod):
+        for address in self._pod_addresses():
             if address.index in skip or not is_usable(address.ip) or address.ip.version not in self.versions:
                 continue
             try:
@@ -358,7 +399,8 @@ class _Add:
                 continue
             if answer.get_attr("RTA_PREFSRC"):
                 sources.append(ipaddress.ip_address(answer.get_attr("RTA_PREFSRC")))
-        host_addresses = [(name, ip) for name, _, ip in _host_addresses(self.host, self.host_netns_path)]
+        host_addresses = [(name, ip) for name, _, ip in _host_addresses(self.host, self.host_netns_path,
+                                                                         self.versions)]
         return select_host_ips(sources, host_addresses, self.versions)
 
     def _veth(self) -> None:
@@ -375,7 +417,7 @@ class _Add:
 
     def _create_veth(self) -> None:
         name = host_veth_name(self.container_id)
-        pod_veth = get_link(self.pod, name=POD_VETH_NAME)
+        pod_veth = self._pod_veth_before
         host_veth = get_link(self.host, name=name)
         paired = (pod_veth is not None and host_veth is not None and pod_veth.peer_index == host_veth.index
                   and host_veth.peer_index == pod_veth.index)
@@ -405,7 +447,7 @@ class _Add:
         self.pod_veth = get_link(self.pod, index=pod_veth.index)
         link_address = self.config.veth_link_address
         if link_address and 4 in self.versions:
-            current = {str(a.interface) for a in list_addresses(self.pod, self.pod_veth.index)}
+            current = {str(a.interface) for a in self._pod_addresses() if a.index == self.pod_veth.index}
             if f"{link_address}/32" not in current:
                 self.pod.addr("add", index=self.pod_veth.index, address=link_address, prefixlen=32)
                 self.undo.callback(ignore_missing, self.pod.addr, "del", index=self.pod_veth.index,
@@ -430,7 +472,7 @@ class _Add:
     def _neighbours(self) -> None:
         # Stale entries for the pod's address can only sit on the node's own NICs (a previous owner's veth took
         # its entries with it): delete them there by key, no dump of the node's per-pod neighbour table.
-        node_nics = {index for _, index, _ in _host_addresses(self.host, self.host_netns_path)}
+        node_nics = {index for _, index, _ in _host_addresses(self.host, self.host_netns_path, self.versions)}
         node_nics.discard(self.host_veth.index)
         for ip in self.cur_addrs:
             for index in node_nics:
@@ -439,16 +481,18 @@ class _Add:
                                         lladdr=self.pod_veth.mac)
         if self.first:
             for ip in self.host_ips:
+                if ip.version not in self._known_neighbours:
+                    self._known_neighbours[ip.version] = list_neighbours(self.pod, ip.version)
                 ensure_permanent_neighbour(self.pod, self.undo, ifindex=self.pod_veth.index, dst=ip,
-                                           lladdr=self.host_veth.mac)
+                                           lladdr=self.host_veth.mac, known=self._known_neighbours[ip.version])
 
     def _host_routes_in_pod(self) -> None:
         for ip in self.host_ips:
             route = Route(table=self.table, dst=max_prefix(ip), oif=self.pod_veth.index, scope=SCOPE_LINK,
                           prefsrc=self.src_v4 if ip.version == 4 else None)
-            ensure_route(self.pod, self.undo, route)
+            ensure_route(self.pod, self.undo, route, self._pod_routes(ip.version))
             if self.first:
-                ensure_route(self.pod, self.undo, replace(route, table=MAIN_TABLE))
+                ensure_route(self.pod, self.undo, replace(route, table=MAIN_TABLE), self._pod_routes(ip.version))
 
     def _host_side(self) -> None:
         table = self.config.host_rule_table
@@ -468,7 +512,7 @@ class _Add:
                 continue
             ensure_route(self.pod, self.undo, Route(
                 table=table, dst=cidr, oif=self.pod_veth.index, gateway=str(gateway),
-                prefsrc=self.src_v4 if cidr.version == 4 else None))
+                prefsrc=self.src_v4 if cidr.version == 4 else None), self._pod_routes(cidr.version))
 
     def _reply_via_veth(self) -> None:
         for version in sorted(self.versions):
@@ -479,7 +523,7 @@ class _Add:
             ensure_rule(self.pod, self.undo, Rule(version, REPLY_TABLE, REPLY_RULE_PRIORITY, fwmark=REPLY_MARK))
             default = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
             ensure_route(self.pod, self.undo, Route(table=REPLY_TABLE, dst=default, oif=self.pod_veth.index,
-                                                    gateway=str(gateway)))
+                                                    gateway=str(gateway)), self._pod_routes(version))
 
     def _default_route_link(self) -> Link | None:
         """The NIC (other than ``cur``) holding a default route in ``main``, IPv4 looked at first."""
@@ -566,24 +610,42 @@ class _Add:
 
 
 _HOST_ADDRESS_TTL = 10.0
-_host_address_cache: dict[str | None, tuple[float, list]] = {}
+_host_address_cache: dict[tuple[str | None, frozenset[int]], tuple[float, list]] = {}
+_host_address_refresh = threading.Lock()
 
 
-def _host_addresses(host: IPRoute, host_netns_path: str | None) -> list[tuple[str, int, IPAddress]]:
-    """The node's (interface name, index, address) triples, without the per-pod host veths; cached 10 s.
+def _host_addresses(host: IPRoute, host_netns_path: str | None,
+                    versions: set[int]) -> list[tuple[str, int, IPAddress]]:
+    """The node's usable (interface name, index, address) triples of ``versions``, without host veths; cached 10 s.
 
-    Host addresses change rarely, while a full dump of a node with hundreds of pods costs more than the rest of
-    an ADD; a new node address is picked up within the TTL.
+    Host addresses change rarely, while a node holds a host veth per pod: a dump of its links (thousands of fully
+    decoded messages) cost more than the rest of an ADD, and when the cache expired every concurrent ADD made
+    its own. So: only the families asked for are dumped (the kernel filters by family, and host veths carry no
+    IPv4 address), only usable addresses are kept (not loopback, not IPv6 link-local, which every veth has), names
+    are looked up for the few interfaces that hold those, and one thread refreshes the cache while the others use
+    the previous value. A new node address is picked up within the TTL.
     """
-    now = time.monotonic()
-    cached = _host_address_cache.get(host_netns_path)
-    if cached is not None and now - cached[0] < _HOST_ADDRESS_TTL:
+    key = (host_netns_path, frozenset(versions))
+    cached = _host_address_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < _HOST_ADDRESS_TTL:
         return cached[1]
-    names = {link.index: link.name for link in list_links(host)}
-    value = [(names.get(a.index, ""), a.index, a.ip) for a in list_addresses(host)
-             if not names.get(a.index, "").startswith("veth")]
-    _host_address_cache[host_netns_path] = (now, value)
-    return value
+    if not _host_address_refresh.acquire(blocking=cached is None):
+        return cached[1]  # another ADD is refreshing it
+    try:
+        cached = _host_address_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _HOST_ADDRESS_TTL:
+            return cached[1]
+        usable = [a for version in sorted(versions) for a in list_addresses(host, family=FAMILY[version])
+                  if is_usable(a.ip)]
+        names = {}
+        for index in {a.index for a in usable}:
+            link = get_link(host, index=index)
+            names[index] = link.name if link is not None else ""
+        value = [(names[a.index], a.index, a.ip) for a in usable if not names[a.index].startswith("veth")]
+        _host_address_cache[key] = (time.monotonic(), value)
+        return value
+    finally:
+        _host_address_refresh.release()
 
 
 def _require_netns(netns_path: str) -> None:

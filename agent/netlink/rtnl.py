@@ -146,10 +146,11 @@ class Address:
         return self.interface.ip
 
 
-def list_addresses(ipr: IPRoute, index: int | None = None) -> list[Address]:
-    """Addresses of one link (or all), in kernel order."""
+def list_addresses(ipr: IPRoute, index: int | None = None, *, family: int | None = None) -> list[Address]:
+    """Addresses of one link (or all), in kernel order; of one address family when ``family`` is given (the
+    kernel then dumps only that family)."""
     found = []
-    for msg in ipr.get_addr():
+    for msg in ipr.get_addr(family=family) if family is not None else ipr.get_addr():
         if index is not None and msg["index"] != index:
             continue
         value = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")  # IFA_ADDRESS is the peer on ptp links
@@ -275,12 +276,19 @@ def replace_route(ipr: IPRoute, undo: ExitStack, route: Route) -> None:
     undo.callback(delete_route, ipr, route)
 
 
-def ensure_route(ipr: IPRoute, undo: ExitStack, route: Route) -> bool:
-    """Install ``route`` unless an identical one exists; register its removal on ``undo``. True if added."""
-    if any(route.same_as(existing) for existing in list_routes(ipr, route.version, route.table)):
+def ensure_route(ipr: IPRoute, undo: ExitStack, route: Route, known: list[Route] | None = None) -> bool:
+    """Install ``route`` unless an identical one exists; register its removal on ``undo``. True if added.
+
+    ``known``: the namespace's routes of the family, dumped earlier by the caller and kept current by passing the
+    same list to every call (a route added here is appended), so one dump serves a whole pod ADD.
+    """
+    existing = list_routes(ipr, route.version, route.table) if known is None else known
+    if any(route.same_as(current) for current in existing):
         return False
     add_route(ipr, route)
     undo.callback(delete_route, ipr, route)
+    if known is not None:
+        known.append(route)
     return True
 
 
@@ -420,9 +428,13 @@ def replace_permanent_neighbour(ipr: IPRoute, undo: ExitStack, *, ifindex: int, 
     undo.callback(delete_neighbour, ipr, ifindex, dst)
 
 
-def ensure_permanent_neighbour(ipr: IPRoute, undo: ExitStack, *, ifindex: int, dst: IPAddress, lladdr: str) -> None:
-    """Make ``dst`` a permanent neighbour at ``lladdr`` on ``ifindex`` (``replace``), undone unless unchanged."""
-    for neigh in list_neighbours(ipr, dst.version):
+def ensure_permanent_neighbour(ipr: IPRoute, undo: ExitStack, *, ifindex: int, dst: IPAddress, lladdr: str,
+                               known: list[Neighbour] | None = None) -> None:
+    """Make ``dst`` a permanent neighbour at ``lladdr`` on ``ifindex`` (``replace``), undone unless unchanged.
+
+    ``known``: the family's neighbour entries dumped earlier by the caller (see ``ensure_route``).
+    """
+    for neigh in list_neighbours(ipr, dst.version) if known is None else known:
         if (neigh.ifindex, neigh.dst, neigh.lladdr, neigh.state) == (ifindex, dst, lladdr.lower(), NUD_PERMANENT):
             return
     ipr.neigh("replace", family=FAMILY[dst.version], ifindex=ifindex, dst=str(dst), lladdr=lladdr,

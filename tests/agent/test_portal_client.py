@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import ssl
+import subprocess
 import threading
 import time
 
@@ -159,6 +161,53 @@ def test_a_connection_the_portal_closed_while_idle_is_replaced_without_using_a_r
     time.sleep(0.05)
     assert portal.coordinator_config() == {"mode": "b"}
     assert (server.connections, delays) == (2, [])
+
+
+def test_an_idle_connection_older_than_the_limit_is_closed_instead_of_reused(serve):
+    # Given a client that keeps idle connections for 50 ms (the chart: 60 s, below the portal's 75 s keep-alive)
+    server = serve([(200, {"mode": "a"}), (200, {"mode": "b"}), (200, {"mode": "c"})])
+    portal, delays = client(server.url, retries=0, max_idle_seconds=0.05)
+    portal.coordinator_config()
+    portal.coordinator_config()
+    assert server.connections == 1
+
+    # When the next call comes after the connection sat idle longer than that
+    time.sleep(0.1)
+    assert portal.coordinator_config() == {"mode": "c"}
+
+    # Then it went out on a new connection, without a failed attempt first
+    assert (server.connections, delays) == (2, [])
+
+
+@pytest.fixture
+def tls_serve(serve, tmp_path):
+    """``serve`` over TLS with a self-signed certificate for 127.0.0.1; yields (start, CA file)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=portal",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def start(script: list) -> Scripted:
+        server = serve(script)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        return server
+
+    return start, str(cert)
+
+
+def test_a_tls_connection_the_portal_closed_is_replaced_without_a_retry_or_a_log_line(tls_serve, caplog):
+    start, ca_file = tls_serve
+    server = start([(200, {"mode": "a"}, "drop"), (200, {"mode": "b"})])
+    portal, delays = client(f"https://127.0.0.1:{server.server_port}", retries=0, ca_file=ca_file)
+    assert portal.coordinator_config() == {"mode": "a"}
+    time.sleep(0.05)
+
+    with caplog.at_level("INFO", logger="agent.portal"):
+        assert portal.coordinator_config() == {"mode": "b"}
+
+    assert (server.connections, delays, caplog.records) == (2, [], [])
 
 
 def test_answers_that_break_the_contract_are_errors(serve):

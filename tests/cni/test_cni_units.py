@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from cni import errors
 from cni.agent_client import AgentClient
 from cni.dispatch import main
 from cni.invocation import parse_cni_args
+from cni.package import embedded_sources
 from cni.results import ResultFormatError, convert_result
 
 MODULES = ["cni.versions", "cni.results", "cni.invocation", "cni.spiderpool", "cni.errors", "cni.config_values"]
@@ -327,18 +327,46 @@ def test_client_decodes_json_and_raises_agent_errors(agent):
 
 
 @pytest.mark.parametrize("name", ["spiderpool", "coordinator", "ifacer"])
-def test_packaged_executable_is_a_755_zipapp_with_the_right_entry_point(name, executables):
+def test_packaged_executable_is_a_755_script_with_the_right_entry_point(name, executables):
     path = executables[name]
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
-    assert path.read_bytes().startswith(b"#!/usr/bin/python3 -IS\n" if Path("/usr/bin/python3").exists()
-                                        else b"#!/usr/bin/env python3\n")
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        main_text = archive.read("__main__.py").decode()
-    assert {"__main__.py", "cni/__init__.py", "cni/dispatch.py", f"cni/{name}.py", f"cni/{name}.pyc"} <= names
-    assert "cni/package.py" not in names
-    assert f"from cni.{name} import run" in main_text
+    text = path.read_text(encoding="utf-8")
+    shebang = "#!/usr/bin/python3 -IS\n" if Path("/usr/bin/python3").exists() else "#!/usr/bin/env python3\n"
+    assert text.startswith(shebang)
+    assert f"from cni.{name} import run" in text
+    modules = embedded_sources(path)
+    assert {"cni", "cni.dispatch", f"cni.{name}"} <= set(modules)
+    assert "cni.package" not in modules
+    source = Path(__file__).resolve().parents[2] / "cni" / f"{name}.py"
+    assert modules[f"cni.{name}"] == source.read_text(encoding="utf-8")
+
+
+def test_executable_compiles_the_embedded_source_when_the_bytecode_is_for_another_python(executables, tmp_path):
+    # Given an executable whose bytecode tag names no interpreter (as on a node with another python3 minor)
+    path = tmp_path / "spiderpool"
+    text = executables["spiderpool"].read_text(encoding="utf-8")
+    path.write_text(text.replace(f"_TAG = {sys.implementation.cache_tag!r}", "_TAG = 'cpython-00'", 1))
+    path.chmod(0o755)
+
+    # When it runs
+    done = subprocess.run([str(path)], input=b'{"cniVersion":"0.4.0"}', env={"CNI_COMMAND": "VERSION"},
+                          capture_output=True, timeout=60)
+
+    # Then it still answers, from the source
+    assert "_TAG = 'cpython-00'" in path.read_text() and done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["cniVersion"] == "0.4.0"
+
+
+def test_executable_start_up_imports_no_heavy_module(executables):
+    # The modules whose import dominated an executable's start-up (see cni/package.py and cni/jsontext.py)
+    done = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", str(executables["spiderpool"])],
+                          input=b'{"cniVersion":"1.0.0"}', env={"CNI_COMMAND": "VERSION"}, capture_output=True,
+                          timeout=60)
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines() if "|" in line}
+
+    assert done.returncode == 0 and "cni.spiderpool" in imported
+    assert imported.isdisjoint({"json", "re", "logging", "dataclasses", "ipaddress", "socket", "runpy", "copy"})
 
 
 def test_package_cli_needs_an_output_directory(tmp_path):

@@ -9,7 +9,13 @@ import pytest
 from netlink_lab import Capture, Underlay, add_addresses, add_default, ipr, ping
 from pyroute2 import netns as pyroute2_netns
 
-from agent.netlink.coordinator import coordinator_add, coordinator_check, coordinator_del, host_veth_name
+from agent.netlink.coordinator import (
+    _host_addresses,
+    coordinator_add,
+    coordinator_check,
+    coordinator_del,
+    host_veth_name,
+)
 from agent.netlink.coordinator_config import merge
 from agent.netlink.errors import CoordinatorError
 from agent.netlink.rtnl import (
@@ -192,6 +198,24 @@ def test_replies_to_connections_that_entered_through_the_host_leave_through_veth
     with ipr(pod) as handle:
         handle.rule("del", family=2, table=100, priority=1000, fwmark=1)
     assert not ping(client, "10.6.0.100", timeout=0.6)
+
+
+def test_host_addresses_are_the_usable_ones_of_the_asked_families_without_host_veths(underlay, lab):
+    # Given a node whose NICs hold addresses, and a host veth holding one too (some CNIs address their host veths)
+    u = underlay
+    pod = u.underlay_pod("hv", "10.6.0.60/24")
+    lab.veth(u.host, "vethdeadbeef01", pod, "other0")
+    add_addresses(u.host, "vethdeadbeef01", ["169.254.1.1/32"])
+
+    # When the coordinator lists the node's addresses for an IPv4 pod, then for a dual-stack one
+    with ipr(u.host) as host:
+        v4 = _host_addresses(host, u.host, {4})
+        dual = _host_addresses(host, u.host, {4, 6})
+
+    # Then: IPv4 only, no loopback, no veth; with IPv6, no link-local addresses either
+    assert {(name, str(ip)) for name, _, ip in v4} == {("ens1", u.HOST_V4), ("ens2", u.HOST2_V4)}
+    assert {(name, str(ip)) for name, _, ip in dual} == {
+        ("ens1", u.HOST_V4), ("ens2", u.HOST2_V4), ("ens1", u.HOST_V6), ("ens2", u.HOST2_V6)}
 
 
 def test_repeated_add_is_idempotent(underlay):
