@@ -208,14 +208,19 @@ class Whereabouts(Ipam):
         return dict.fromkeys(e2e.kubelet.nodes, self.nad)
 
     def held(self, e2e, namespace: str) -> int:
+        """Distinct addresses of ``namespace``'s pods in the IPPools (keyed by offset from the range's network
+        address) or in OverlappingRangeIPReservations (named by the address): one address is usually in both."""
         pools = e2e.custom.list_namespaced_custom_object(WHEREABOUTS_GROUP, WHEREABOUTS_VERSION, NAD_NAMESPACE,
                                                          "ippools")["items"]
         reservations = e2e.custom.list_namespaced_custom_object(
             WHEREABOUTS_GROUP, WHEREABOUTS_VERSION, NAD_NAMESPACE, "overlappingrangeipreservations")["items"]
         prefix = f"{namespace}/"
-        return (sum(1 for pool in pools for a in ((pool.get("spec") or {}).get("allocations") or {}).values()
-                    if a.get("podref", "").startswith(prefix))
-                + sum(1 for r in reservations if (r.get("spec") or {}).get("podref", "").startswith(prefix)))
+        addresses = {ipaddress.ip_network(pool["spec"]["range"], strict=False).network_address + int(offset)
+                     for pool in pools for offset, a in ((pool.get("spec") or {}).get("allocations") or {}).items()
+                     if a.get("podref", "").startswith(prefix)}
+        addresses |= {ipaddress.ip_address(r["metadata"]["name"]) for r in reservations
+                      if (r.get("spec") or {}).get("podref", "").startswith(prefix)}
+        return len(addresses)
 
 
 class HostLocal(Ipam):
