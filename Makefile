@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos bench-portal clean cni-package image wheel
+.PHONY: run test test-deps lint bench-alloc bench-scale bench-cni bench-autoscale bench-chaos bench-portal bench-storm clean cni-package image wheel
 
 include tests/lab/lab.mk
 
@@ -87,6 +87,12 @@ bench-autoscale: test-deps
 bench-chaos: test-deps
 	@set -euo pipefail; eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
 	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.chaos
+
+## bench-storm: 1,000 pods up and down with Spiderweb, Whereabouts and host-local (root); last line `storm pods=...`
+bench-storm: test-deps
+	@set -euo pipefail; bash tests/lab/build-whereabouts.sh >&2; \
+	eval "$$(bash tests/infra/services.sh | sed 's/^/export /')"; \
+	SPIDERWEB_SECRET_KEY=bench $(PY) -m tests.bench.storm
 
 clean:
 	rm -rf $(VENV) .state

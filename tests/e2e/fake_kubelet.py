@@ -45,6 +45,7 @@ import queue
 import random
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -160,6 +161,30 @@ class LoopbackForwarder:
             self.listener.close()
 
 
+class ForwarderProcess:
+    """A :class:`LoopbackForwarder` in a process of its own (``python -m tests.e2e.fake_kubelet NETNS PORT``).
+
+    In the kubelet's process the relay's threads compete with its pod workers for one GIL: with hundreds of pods
+    starting at once (every Multus call reads the pod and the NAD through the relay) they took half of that
+    process's CPU and Multus' API calls timed out. The child exits when its stdin closes, so it dies with us.
+    """
+
+    def __init__(self, netns_path: str, port: int):
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.e2e.fake_kubelet", netns_path, str(port)],
+                                        cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        line = self.process.stdout.readline()
+        if line.strip() != b"ready":
+            self.close()
+            raise RuntimeError(f"the relay into {netns_path} did not start (exit {self.process.returncode})")
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            stream.close()
+
+
 @dataclass
 class KubeletNode:
     """A lab node as the kubelet sees it: its netns, address, and files (its own 'host filesystem')."""
@@ -203,7 +228,7 @@ class FakeKubelet:
     def __init__(self, api: k8s.ApiClient, topology, nodes: list[KubeletNode], *, multus_bin: str,
                  cni_path: list[str], shared_run_dir: Path, api_port: int, workers: int = 3,
                  lease_interval: float = 10.0, watch_timeout: int = 5, reorder_del_add: float = 0.0,
-                 seed: int | None = None):
+                 seed: int | None = None, forwarder_processes: bool = False):
         self.core = k8s.CoreV1Api(api)
         self.leases = k8s.CoordinationV1Api(api)
         self.topology = topology
@@ -230,13 +255,14 @@ class FakeKubelet:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._forwarders: list[LoopbackForwarder] = []
+        self._forwarders: list[LoopbackForwarder | ForwarderProcess] = []
+        self._forwarder = ForwarderProcess if forwarder_processes else LoopbackForwarder
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> FakeKubelet:
         for node in self.nodes.values():
-            self._forwarders.append(LoopbackForwarder(node.netns_path, self.api_port))
+            self._forwarders.append(self._forwarder(node.netns_path, self.api_port))
             self._register(node)
             self._renew_lease(node)
         self._spawn("lease", self._lease_loop)
@@ -638,3 +664,9 @@ class FakeKubelet:
                 error = {"msg": out or proc.stderr.decode()[-2000:]}
             raise CniError(command, error.get("code"), str(error.get("msg", error)), proc.stderr.decode())
         return json.loads(out) if out else None
+
+
+if __name__ == "__main__":  # ForwarderProcess: relay NETNS_PATH's 127.0.0.1:PORT here until stdin closes
+    LoopbackForwarder(sys.argv[1], int(sys.argv[2]))
+    print("ready", flush=True)
+    sys.stdin.buffer.read()

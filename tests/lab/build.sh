@@ -51,7 +51,9 @@ main() {
 
     KEY=$( {
         echo "recipe=$RECIPE go=$GOVER k8s=$K8S_VER etcd=$ETCD_VER multus=$MULTUS_VER cni=$CNI_VER"
-        cat "$LAB_DIR"/go/*/go.mod "$LAB_DIR"/go/*/go.sum
+        # Named, not globbed: go/whereabouts has its own key (build-whereabouts.sh), outside `make test`'s build.
+        for m in cni etcd k8s; do cat "$LAB_DIR/go/$m/go.mod"; done
+        for m in cni etcd k8s; do cat "$LAB_DIR/go/$m/go.sum"; done
     } | sha256sum | cut -c1-16)
     OUT=$CACHE/$KEY
     BIN=$OUT/bin
