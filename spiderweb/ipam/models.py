@@ -166,6 +166,12 @@ class Endpoint(TimestampedModel):
         return self.owner_kind in ("StatefulSet", "VirtualMachineInstance")
 
 
+# `AddressHistory.release_reason` of the IP GC's releases (set by spiderweb.controllers.gc; read by the dashboard).
+GC_RELEASE_TRACED = "gc-traced"  # a traced pod (deleted, finished, evicted) whose grace period ran out
+GC_RELEASE_SCAN = "gc-scan"  # the full scan found no live pod behind the address
+GC_RELEASE_REASONS = (GC_RELEASE_TRACED, GC_RELEASE_SCAN)
+
+
 class AddressHistory(models.Model):
     """A finished holding: who held an address, from when to when. Survives pool and endpoint deletion.
 

@@ -55,7 +55,8 @@ def search(request):
 
 def dashboard(request):
     """Capacity at a glance: per tenant, per subnet and per pool, addresses held over the last two weeks (an SVG
-    drawn here, no script), and the pools nearest exhaustion with a forecast of when each runs out."""
+    drawn here, no script), the pools nearest exhaustion with a forecast of when each runs out, and what the IP GC
+    and the auto-pool controller did."""
     summary = selectors.capacity_summary(request.user)
     for obj in (*summary["pools"], *summary["subnets"]):
         obj.bar = utilization_bar(obj.usage)
@@ -70,6 +71,7 @@ def dashboard(request):
         **admin.site.each_context(request),
         "title": "Capacity",
         "summary": summary,
+        "activity": selectors.controller_activity(request.user),
         "chart": chart,
         "chart_width": 20 + 40 * len(chart),
         "pool_url": reverse("admin:ipam_ippool_changelist"),

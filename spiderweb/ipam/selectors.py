@@ -5,15 +5,25 @@ the capacity dashboard all count through it (allocated addresses as a percent of
 total − reserved).
 """
 
+import datetime as _dt
 import ipaddress
 from itertools import islice
 
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.engine.errors import IPAMError
 from spiderweb.engine.ranges import RangeSet, address_key, int_to_ip, parse_ip
-from spiderweb.ipam.models import AddressHistory, Allocation, Endpoint, IPPool, ReservedIP, Subnet
+from spiderweb.ipam.models import (
+    GC_RELEASE_REASONS,
+    AddressHistory,
+    Allocation,
+    Endpoint,
+    IPPool,
+    ReservedIP,
+    Subnet,
+)
 from spiderweb.ipam.validation import reserved_ranges
 from spiderweb.tenancy.selectors import acts_cluster_wide, tenant_ids_of_member
 
@@ -264,6 +274,26 @@ def capacity_summary(user, *, nearest: int = 10) -> dict:
 GROWTH_WINDOW_DAYS = 7
 
 
+def controller_activity(user, *, now=None, recent: int = 5) -> dict:
+    """What the IP GC and the auto-pool controller did, over what `user` may see: addresses the GC released in the
+    last day and week (and the latest few), and the auto pools with how many still wait to reach the size their
+    workload wants, plus their latest changes from the change log."""
+    now = now or timezone.now()
+    released = address_history_for_user(user).filter(release_reason__in=GC_RELEASE_REASONS)
+    auto = list(ippool_list_for_user(user).exclude(auto_app_uid=""))
+    auto_ids = [pool.pk for pool in auto]
+    changes = change_list_for_user(user).filter(object_type="ipam.ippool", object_id__in=auto_ids)
+    return {
+        "gc_released_day": released.filter(released_at__gte=now - _dt.timedelta(days=1)).count(),
+        "gc_released_week": released.filter(released_at__gte=now - _dt.timedelta(days=7)).count(),
+        "gc_latest": list(released.order_by("-released_at")[:recent]),
+        "auto_pools": len(auto),
+        "auto_workloads": len({pool.auto_app_uid for pool in auto}),
+        "auto_growing": sum(1 for pool in auto if pool.total_ip_count < pool.auto_desired),
+        "auto_latest": list(changes.order_by("-time")[:recent]),
+    }
+
+
 def _live_at(pool_ids, moment):
     """Filters counting, per query, the holdings of `pool_ids` live at `moment`: a live allocation since it was bound
     to its current pod, and each finished holding of the address history between its allocation and release."""
@@ -275,12 +305,8 @@ def _live_at(pool_ids, moment):
 def allocation_timeline(pool_ids, *, days: int = 14, now=None) -> list[dict]:
     """Addresses held in `pool_ids` at the end of each of the last `days` days (the last point is now), from the live
     allocations and the address history: two queries. History rows of a deleted pool are not counted."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     now = now or timezone.now()
-    moments = [now - timedelta(days=days - 1 - index) for index in range(days)]
+    moments = [now - _dt.timedelta(days=days - 1 - index) for index in range(days)]
     live = Allocation.objects.aggregate(**{
         f"m{i}": Count("id", filter=_live_at(pool_ids, moment)[0]) for i, moment in enumerate(moments)})
     held = AddressHistory.objects.aggregate(**{

@@ -104,3 +104,31 @@ def test_dashboard_draws_addresses_held_over_time_and_forecasts_exhaustion(admin
     assert next(p for p in summary["pools"] if p.name == "pool-1").days_left is None
     content = response.content.decode()
     assert 'id="sw-timeline"' in content and "~4.7 days" in content and "not growing" in content
+
+
+def test_dashboard_shows_what_the_gc_released_and_the_auto_pools(admin_web, world):
+    # Given a pod whose address the IP GC released (through the same release the GC calls) and one released by DEL
+    from spiderweb.engine.autopool import App, IPNumber, SubnetRequest
+    from spiderweb.ipam import allocation
+    from spiderweb.ipam.autopools import autopools_reconcile
+    from spiderweb.ipam.models import GC_RELEASE_SCAN
+
+    for name, reason in (("leaked", GC_RELEASE_SCAN), ("deleted", "cni-del")):
+        pod = f.facts(name, annotations={"ipam.spidernet.io/ippool": '{"ipv4": ["pool-1"]}'})
+        allocation.ippool_allocate(request=allocation.AllocateRequest(facts=pod, if_name="eth0"))
+        allocation.ippool_release(namespace=pod.namespace, name=name, pod_uid=pod.uid, reason=reason)
+    # And a Deployment's auto pool cut from subnet-1 by the application controller's reconcile
+    web = App(api_version="apps/v1", kind="Deployment", namespace="default", name="web", uid="uid-web")
+    autopools_reconcile(app=web, requests=[SubnetRequest("eth0", v4=world["subnet"].name)],
+                        ip_number=IPNumber(True, 1), replicas=2, reclaim=True)
+    # When the dashboard opens
+    response = admin_web.get("/admin/dashboard/")
+    activity = response.context["activity"]
+    # Then it counts the GC's release only, and the auto pool at its wanted size
+    assert (activity["gc_released_day"], activity["gc_released_week"]) == (1, 1)
+    assert [row.pod_name for row in activity["gc_latest"]] == ["leaked"]
+    assert (activity["auto_pools"], activity["auto_workloads"], activity["auto_growing"]) == (1, 1, 0)
+    assert [change.action for change in activity["auto_latest"]] == ["create"]
+    content = response.content.decode()
+    assert 'id="sw-controller-activity"' in content and "of default/leaked (gc-scan" in content
+    assert "1 auto pool serving 1 workload, 0 still short" in content

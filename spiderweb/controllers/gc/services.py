@@ -30,7 +30,7 @@ from spiderweb.controllers.enqueue import task_send
 from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.gc.models import TracedPod
 from spiderweb.ipam.allocation import endpoints_without_addresses_delete, ippool_release, is_static_owner
-from spiderweb.ipam.models import ClusterSettings, Endpoint
+from spiderweb.ipam.models import GC_RELEASE_SCAN, GC_RELEASE_TRACED, ClusterSettings, Endpoint
 from spiderweb.k8s import crd, podgc, resources
 from spiderweb.k8s import pods as pod_rules
 from spiderweb.k8s.client import KubeClient
@@ -130,7 +130,7 @@ def _release_if_garbage(traced: TracedPod, client: KubeClient, now: _dt.datetime
         # Nothing recorded under this UID: released already (CNI DEL), or re-created. A DEL that raced the
         # pod's first ADD is covered by the allocator's per-pod ordering; releasing by UID costs nothing here.
         released = _gc_release("trace", namespace=traced.namespace, name=traced.name, pod_uid=traced.uid,
-                               reason="gc-traced")
+                               reason=GC_RELEASE_TRACED)
         return "released" if released else "nothing held"
     checker = OwnerValidity(client)
     if checker.static(endpoint) and checker.valid(endpoint):
@@ -145,7 +145,7 @@ def _release_if_garbage(traced: TracedPod, client: KubeClient, now: _dt.datetime
             TracedPod.objects.filter(pk=traced.pk).update(stop_at=decision.stop_at)
             return "not due"
     released = _gc_release("trace", namespace=traced.namespace, name=traced.name, pod_uid=traced.uid,
-                           reason="gc-traced")
+                           reason=GC_RELEASE_TRACED)
     if released:
         log.info("GC released %s of %s/%s (%s): %s", ", ".join(released), traced.namespace, traced.name,
                  traced.uid, traced.reason)
@@ -285,7 +285,7 @@ def _scan_decider(endpoint: Endpoint, owners: OwnerValidity, ready: dict[str, bo
 def gc_release_endpoint(endpoint: Endpoint, *, reason: str) -> list[str]:
     """Release what this endpoint's pod incarnation holds, re-checked by UID under the endpoint's row lock."""
     released = _gc_release("scan", namespace=endpoint.namespace, name=endpoint.name, pod_uid=endpoint.uid,
-                           reason="gc-scan")
+                           reason=GC_RELEASE_SCAN)
     if released:
         log.info("GC released %s of %s/%s (%s): %s", ", ".join(released), endpoint.namespace, endpoint.name,
                  endpoint.uid, reason)
