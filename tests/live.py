@@ -124,6 +124,15 @@ def _broker_empty(url: str) -> None:
         client.close()
 
 
+def agent_healthy(client) -> bool:
+    """Whether the agent behind ``client`` (a ``cni.agent_client.AgentClient``) answers its health check yet."""
+    try:
+        client.healthy()
+        return True
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
 def stop(proc: Process) -> None:
     stop_process(proc.process)
 

@@ -30,15 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.bench.common import lab_bench_run
 from tests.e2e import conftest as e2e_lab
 from tests.mirror.lab import wait_for
 
@@ -53,7 +51,6 @@ PODS = int(os.environ.get("BENCH_PODS", "100"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "900"))
 RESULT_ENV = "SPIDERWEB_BENCH_AUTOSCALE_RESULT"
 SETTLE_SECONDS = 60
-ROOT = Path(__file__).resolve().parents[2]
 SUBNET, SUBNET_CIDR, SUBNET_IPS = "bench-subnet", "10.90.0.0/16", ["10.90.1.1-10.90.4.254"]
 STATIC_POOL, STATIC_CIDR = "bench-static", "10.91.0.0/16"
 
@@ -270,22 +267,9 @@ def test_autoscale(e2e, bench_result):
 
 def main() -> int:
     """Run ``test_autoscale`` under pytest (own test database and Redis database), then print the last line."""
-    if os.geteuid() != 0:
-        print("bench-autoscale needs root (network namespaces, as tests/e2e)", file=sys.stderr)
-        return 2
-    database = urlsplit(os.environ.get("DATABASE_URL", "postgres://spiderweb:spiderweb@127.0.0.1:5432/spiderweb"))
-    with tempfile.TemporaryDirectory(prefix="swbench-autoscale-") as tmp:
-        result = Path(tmp) / "result.json"
-        env = {**os.environ, RESULT_ENV: str(result), "SPIDERWEB_REQUIRE_LAB": "1",
-               "DATABASE_URL": urlunsplit(database._replace(path="/spiderweb_autoscale")),
-               "SPIDERWEB_TEST_E2E_REDIS_DB": os.environ.get("SPIDERWEB_TEST_E2E_REDIS_DB", "11")}
-        env.setdefault("SPIDERWEB_SECRET_KEY", "bench")
-        done = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-s",
-                               "-p", "no:cacheprovider", f"--basetemp={tmp}/pytest"], cwd=ROOT, env=env)
-        if done.returncode != 0 or not result.exists():
-            print(f"bench-autoscale failed (pytest exit {done.returncode})", file=sys.stderr)
-            return done.returncode or 1
-        r = json.loads(result.read_text())
+    r = lab_bench_run(str(Path(__file__).resolve()), "autoscale", RESULT_ENV, "11")
+    if isinstance(r, int):
+        return r
     print(f"autoscale pods={r['pods']} ready_s={r['ready_s']:.1f} ready_s_static={r['ready_s_static']:.1f} "
           f"scale_up_s={r['scale_up_s']:.1f} scale_down_s={r['scale_down_s']:.1f} leaks={r['leaks']}")
     return 0

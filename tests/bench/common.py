@@ -53,3 +53,34 @@ def percentile(values: list[float], q: float) -> float:
 
 def now() -> float:
     return time.perf_counter()
+
+
+def lab_bench_run(test_file: str, name: str, result_env: str, redis_db: str) -> dict | int:
+    """Run a lab benchmark's test module under pytest, as root, on a test database and an e2e Redis database of its
+    own (``spiderweb_<name>``; ``SPIDERWEB_TEST_E2E_REDIS_DB`` or ``redis_db``), so it runs beside the test suite.
+
+    The test writes its figures as JSON to the file named by ``result_env``; returns them, or an exit code."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+    from urllib.parse import urlsplit, urlunsplit
+
+    if os.geteuid() != 0:
+        print(f"bench-{name} needs root (network namespaces, as tests/e2e)", file=sys.stderr)
+        return 2
+    database = urlsplit(os.environ.get("DATABASE_URL", "postgres://spiderweb:spiderweb@127.0.0.1:5432/spiderweb"))
+    with tempfile.TemporaryDirectory(prefix=f"swbench-{name}-") as tmp:
+        result = Path(tmp) / "result.json"
+        env = {**os.environ, result_env: str(result), "SPIDERWEB_REQUIRE_LAB": "1",
+               "DATABASE_URL": urlunsplit(database._replace(path=f"/spiderweb_{name}")),
+               "SPIDERWEB_TEST_E2E_REDIS_DB": os.environ.get("SPIDERWEB_TEST_E2E_REDIS_DB", redis_db)}
+        env.setdefault("SPIDERWEB_SECRET_KEY", "bench")
+        root = Path(__file__).resolve().parents[2]
+        done = subprocess.run([sys.executable, "-m", "pytest", test_file, "-q", "-s", "-p", "no:cacheprovider",
+                               f"--basetemp={tmp}/pytest"], cwd=root, env=env)
+        if done.returncode != 0 or not result.exists():
+            print(f"bench-{name} failed (pytest exit {done.returncode})", file=sys.stderr)
+            return done.returncode or 1
+        return json.loads(result.read_text())

@@ -39,15 +39,14 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
 from kubernetes import client as k8s
 
+from tests.bench.common import lab_bench_run
 from tests.e2e import conftest as e2e_lab
 from tests.e2e.fake_kubelet import discard
 from tests.e2e.stack import NAD_NAME, NAD_NAMESPACE, kubelet_start
@@ -411,22 +410,9 @@ def test_storm(e2e, bench_result):
 
 def main() -> int:
     """Run ``test_storm`` under pytest (own test database and Redis database), then print the last line."""
-    if os.geteuid() != 0:
-        print("bench-storm needs root (network namespaces, as tests/e2e)", file=sys.stderr)
-        return 2
-    database = urlsplit(os.environ.get("DATABASE_URL", "postgres://spiderweb:spiderweb@127.0.0.1:5432/spiderweb"))
-    with tempfile.TemporaryDirectory(prefix="swbench-storm-") as tmp:
-        result = Path(tmp) / "result.json"
-        env = {**os.environ, RESULT_ENV: str(result), "SPIDERWEB_REQUIRE_LAB": "1",
-               "DATABASE_URL": urlunsplit(database._replace(path="/spiderweb_storm")),
-               "SPIDERWEB_TEST_E2E_REDIS_DB": os.environ.get("SPIDERWEB_TEST_E2E_REDIS_DB", "12")}
-        env.setdefault("SPIDERWEB_SECRET_KEY", "bench")
-        done = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-s",
-                               "-p", "no:cacheprovider", f"--basetemp={tmp}/pytest"], cwd=ROOT, env=env)
-        if done.returncode != 0 or not result.exists():
-            print(f"bench-storm failed (pytest exit {done.returncode})", file=sys.stderr)
-            return done.returncode or 1
-        r = json.loads(result.read_text())
+    r = lab_bench_run(str(Path(__file__).resolve()), "storm", RESULT_ENV, "12")
+    if isinstance(r, int):
+        return r
     a, b, c = (r[name]["up_s"] for name in ("spiderweb", "whereabouts", "hostlocal"))
     bound = "" if r["whereabouts"]["ready"] else ">="
     dupes = sum(r[name]["dupes"] for name in ("spiderweb", "whereabouts", "hostlocal"))

@@ -65,7 +65,7 @@ def test_every_dashboard_query_runs_on_prometheus_scraping_the_real_processes(tr
     try:
         wait_for("the agent", lambda: live.http_ok(f"http://127.0.0.1:{agent_port}/metrics"), timeout=30)
         client = AgentClient(socket_path, user_agent="spiderweb-tests")
-        wait_for("the agent socket", lambda: _healthy(client), timeout=30)
+        wait_for("the agent socket", lambda: live.agent_healthy(client), timeout=30)
         sender = Celery("dashboard-sender")
         sender.conf.broker_write_url = env["CELERY_BROKER_URL"]
         # And Prometheus scraping all three every second
@@ -117,10 +117,3 @@ def test_every_dashboard_query_runs_on_prometheus_scraping_the_real_processes(tr
         live.stop(worker)
         live.stop(portal)
 
-
-def _healthy(client: AgentClient) -> bool:
-    try:
-        client.healthy()
-        return True
-    except Exception:  # noqa: BLE001 - not up yet
-        return False

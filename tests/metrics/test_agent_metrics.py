@@ -56,7 +56,7 @@ def test_running_agent_exports_spiderpool_metrics_and_its_health(transactional_d
     try:
         wait_for("the agent's metrics listener", lambda: live.http_ok(url), timeout=30)
         client = AgentClient(socket_path, user_agent="spiderweb-tests")
-        wait_for("the agent socket", lambda: _healthy(client), timeout=30)
+        wait_for("the agent socket", lambda: live.agent_healthy(client), timeout=30)
         # When two pods ask for the pool's only address and the first is deleted
         args = [_pod_args(name) for name in ("web-0", "web-1")]
         client.call("POST", "/v1/ipam/ip", args[0])
@@ -80,13 +80,6 @@ def test_running_agent_exports_spiderpool_metrics_and_its_health(transactional_d
         live.stop_process(agent)
         live.stop(portal)
 
-
-def _healthy(client: AgentClient) -> bool:
-    try:
-        client.healthy()
-        return True
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
 
 
 def _pod_args(name: str) -> dict:
