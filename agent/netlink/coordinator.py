@@ -14,7 +14,7 @@ DEL succeeds when the netns, the link, the route or the rule is already gone.
 The "reply through veth" mangle rules are installed with the ``iptables``/``ip6tables`` binaries, started from a
 thread inside the pod netns (a child process inherits the namespace of the thread that spawns it): there is no
 netlink API for xtables rules, and the binaries pick the right backend (nft or legacy) for the node. Those are the
-only subprocesses here; everything else is pyroute2.
+only subprocesses here; everything else is rtnetlink (:mod:`agent.netlink.rtnl`).
 
 Deliberate choices where the spec leaves room or upstream is wrong:
 
@@ -42,9 +42,6 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
-
 from agent.netlink import detection
 from agent.netlink.coordinator_config import (
     MODE_AUTO,
@@ -63,9 +60,15 @@ from agent.netlink.rtnl import (
     SCOPE_LINK,
     IPAddress,
     Link,
+    NetlinkError,
     Route,
+    Rtnl,
     Rule,
+    add_address,
     add_route,
+    add_veth,
+    delete_address,
+    delete_link,
     delete_neighbour,
     delete_route,
     delete_rule,
@@ -84,6 +87,8 @@ from agent.netlink.rtnl import (
     max_prefix,
     replace_permanent_neighbour,
     replace_route,
+    route_source,
+    set_link,
 )
 from agent.netlink.sysctl import sysctl_read, sysctl_write
 
@@ -284,7 +289,7 @@ def _ensure_iptables_rules(netns_path: str, version: int, rules, undo: ExitStack
 class _Add:
     """One coordinator ADD. Attributes are filled step by step in :meth:`run`, in spec §8.3 order."""
 
-    def __init__(self, *, pod: IPRoute, host: IPRoute, undo: ExitStack, netns_path: str,
+    def __init__(self, *, pod: Rtnl, host: Rtnl, undo: ExitStack, netns_path: str,
                  if_name: str, container_id: str, config: CoordinatorConfig, host_netns_path: str | None) -> None:
         self.pod, self.host, self.undo = pod, host, undo
         self.netns_path, self.if_name, self.container_id, self.config = netns_path, if_name, container_id, config
@@ -329,9 +334,9 @@ class _Add:
 
     def _set_link(self, link: Link, **changes: object) -> None:
         """``ip link set`` in the pod, undone by restoring the old values."""
-        old = {key: getattr(link, "mac" if key == "address" else key) for key in changes}
-        self.pod.link("set", index=link.index, **changes)
-        self.undo.callback(ignore_missing, self.pod.link, "set", index=link.index, **old)
+        old = {key: getattr(link, key) for key in changes}
+        set_link(self.pod, link.index, **changes)
+        self.undo.callback(ignore_missing, set_link, self.pod, link.index, **old)
 
     def _set_sysctl(self, key: str, value: int) -> None:
         old = sysctl_read(key, netns_path=self.netns_path)
@@ -347,7 +352,7 @@ class _Add:
         config = self.config
         self.cur = self._pod_link(self.if_name)
         if not self.cur.up:  # step 2
-            self.pod.link("set", index=self.cur.index, state="up")
+            set_link(self.pod, self.cur.index, up=True)
             self.cur = self._pod_link(self.if_name)
         self.cur_addrs = self._usable_addresses(self.cur)  # steps 1 and 5
         if not self.cur_addrs:
@@ -393,12 +398,9 @@ class _Add:
         for address in self._pod_addresses():
             if address.index in skip or not is_usable(address.ip) or address.ip.version not in self.versions:
                 continue
-            try:
-                answer = self.host.route("get", dst=str(address.ip))[0]
-            except PyNetlinkError:  # the host has no route to it (unusual); its other addresses still count
-                continue
-            if answer.get_attr("RTA_PREFSRC"):
-                sources.append(ipaddress.ip_address(answer.get_attr("RTA_PREFSRC")))
+            source = route_source(self.host, address.ip)  # None: no route to it (unusual); the others count
+            if source:
+                sources.append(ipaddress.ip_address(source))
         host_addresses = [(name, ip) for name, _, ip in _host_addresses(self.host, self.host_netns_path,
                                                                          self.versions)]
         return select_host_ips(sources, host_addresses, self.versions)
@@ -423,35 +425,33 @@ class _Add:
                   and host_veth.peer_index == pod_veth.index)
         if not paired:
             if pod_veth is not None:  # a leftover whose peer is not ours: rebuild the pair
-                ignore_missing(self.pod.link, "del", index=pod_veth.index)
+                delete_link(self.pod, index=pod_veth.index)
             if host_veth is not None:
-                ignore_missing(self.host.link, "del", index=host_veth.index)
+                delete_link(self.host, index=host_veth.index)
             netns_fd = os.open(self.netns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                self.host.link("add", ifname=name, kind="veth", address=random_mac(), mtu=self.config.veth_mtu,
-                               peer={"ifname": POD_VETH_NAME, "net_ns_fd": netns_fd, "address": random_mac(),
-                                     "mtu": self.config.veth_mtu})
+                add_veth(self.host, name=name, mac=random_mac(), mtu=self.config.veth_mtu, peer_name=POD_VETH_NAME,
+                         peer_mac=random_mac(), peer_netns_fd=netns_fd)
             finally:
                 os.close(netns_fd)
-            self.undo.callback(ignore_missing, self.host.link, "del", ifname=name)
+            self.undo.callback(delete_link, self.host, name=name)
             host_veth = get_link(self.host, name=name)
             pod_veth = get_link(self.pod, name=POD_VETH_NAME)
             if host_veth is None or pod_veth is None:
                 raise CoordinatorError(f"veth pair {name}/{POD_VETH_NAME} vanished right after creation")
         for ipr, link in ((self.host, host_veth), (self.pod, pod_veth)):
             if link.mtu != self.config.veth_mtu:
-                ipr.link("set", index=link.index, mtu=self.config.veth_mtu)
+                set_link(ipr, link.index, mtu=self.config.veth_mtu)
             if not link.up:
-                ipr.link("set", index=link.index, state="up")
+                set_link(ipr, link.index, up=True)
         self.host_veth = get_link(self.host, index=host_veth.index)
         self.pod_veth = get_link(self.pod, index=pod_veth.index)
         link_address = self.config.veth_link_address
         if link_address and 4 in self.versions:
             current = {str(a.interface) for a in self._pod_addresses() if a.index == self.pod_veth.index}
             if f"{link_address}/32" not in current:
-                self.pod.addr("add", index=self.pod_veth.index, address=link_address, prefixlen=32)
-                self.undo.callback(ignore_missing, self.pod.addr, "del", index=self.pod_veth.index,
-                                   address=link_address, prefixlen=32)
+                add_address(self.pod, self.pod_veth.index, link_address, 32)
+                self.undo.callback(delete_address, self.pod, self.pod_veth.index, link_address, 32)
 
     def _rewrite_mac(self) -> None:
         if self.cur.kind == "ipvlan":
@@ -461,7 +461,7 @@ class _Add:
         mac = mac_with_prefix(self.config.pod_mac_prefix, source)
         if self.cur.mac == mac:
             return
-        self._set_link(self.cur, address=mac)
+        self._set_link(self.cur, mac=mac)
         self.cur = self._pod_link(self.if_name)
         try:
             detection.announce(netns_path=self.netns_path, if_name=self.if_name,
@@ -614,7 +614,7 @@ _host_address_cache: dict[tuple[str | None, frozenset[int]], tuple[float, list]]
 _host_address_refresh = threading.Lock()
 
 
-def _host_addresses(host: IPRoute, host_netns_path: str | None,
+def _host_addresses(host: Rtnl, host_netns_path: str | None,
                     versions: set[int]) -> list[tuple[str, int, IPAddress]]:
     """The node's usable (interface name, index, address) triples of ``versions``, without host veths; cached 10 s.
 
@@ -670,7 +670,7 @@ def coordinator_add(*, netns_path: str, if_name: str, container_id: str, config:
             _Add(pod=pod, host=host, undo=undo, netns_path=netns_path, if_name=if_name,
                  container_id=container_id, config=config, host_netns_path=host_netns_path).run()
             undo.pop_all()
-    except (PyNetlinkError, OSError) as exc:
+    except (NetlinkError, OSError) as exc:
         raise CoordinatorError(f"coordinator ADD for {if_name} failed: {exc}", details={"ifName": if_name}) from exc
     return result
 
@@ -719,8 +719,8 @@ def coordinator_del(*, netns_path: str, if_name: str, container_id: str, config:
                     if rule.table == table and rule.dst == dst and rule.src is None:
                         delete_rule(host, rule)
             if host_veth is not None:
-                ignore_missing(host.link, "del", index=host_veth.index)
-    except PyNetlinkError as exc:
+                delete_link(host, index=host_veth.index)
+    except NetlinkError as exc:
         raise CoordinatorError(f"coordinator DEL for {if_name} failed: {exc}", details={"ifName": if_name}) from exc
 
 

@@ -42,7 +42,8 @@ from typing import Any
 
 from agent.netlink.errors import DetectionError
 from agent.netlink.netns_thread import run_in_netns
-from agent.netlink.rtnl import iproute
+from agent.netlink.rtnl import get_link, iproute, set_link
+from agent.netlink.wire import mac_bytes, mac_text
 
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
@@ -99,16 +100,6 @@ DetectionResult = DetectionOk | ConflictFound | GatewayUnreachable
 
 
 # --- frame building and parsing (pure) -------------------------------------------------------------------
-
-
-def mac_to_bytes(mac: str) -> bytes:
-    """``"02:aa:bb:cc:dd:ee"`` -> 6 bytes."""
-    return bytes(int(part, 16) for part in mac.replace("-", ":").split(":"))
-
-
-def mac_to_str(raw: bytes) -> str:
-    """6 bytes -> ``"02:aa:bb:cc:dd:ee"``."""
-    return ":".join(f"{b:02x}" for b in raw)
 
 
 def arp_frame(*, op: int, src_mac: bytes, sender_ip: str, target_ip: str, dst_mac: bytes = BROADCAST_MAC) -> bytes:
@@ -218,15 +209,13 @@ def parse_ndp(frame: bytes) -> tuple[int, str, str, bytes | None] | None:
 def _link_up(netns_path: str | None, if_name: str) -> tuple[int, bytes]:
     """Bring ``if_name`` up (spec §11.4 step 1: it is still down right after allocation); return index and MAC."""
     try:
-        with iproute(netns_path) as ipr:
-            found = ipr.link_lookup(ifname=if_name)
-            if not found:
+        with iproute(netns_path) as nl:
+            link = get_link(nl, name=if_name)
+            if link is None:
                 raise DetectionError(f"interface {if_name} not found in {netns_path or 'the agent netns'}")
-            index = found[0]
-            link = ipr.link("get", index=index)[0]
-            if not link["flags"] & 1:
-                ipr.link("set", index=index, state="up")
-            return index, mac_to_bytes(link.get("IFLA_ADDRESS"))
+            if not link.up:
+                set_link(nl, link.index, up=True)
+            return link.index, mac_bytes(link.mac)
     except FileNotFoundError:
         raise DetectionError(f"network namespace {netns_path} does not exist") from None
     except OSError as exc:  # e.g. EINVAL: the path is not (any more) a network namespace
@@ -300,7 +289,7 @@ def check_ipv4_conflict(*, netns_path: str | None, if_name: str, ip: str, window
     def match(data: bytes) -> ConflictFound | None:
         arp = parse_arp(data)
         if arp and arp[2] == ip and arp[1] != mac:
-            return ConflictFound(ip=ip, mac=mac_to_str(arp[1]))
+            return ConflictFound(ip=ip, mac=mac_text(arp[1]))
         return None
 
     with _packet_socket(netns_path, if_name, ETH_P_ARP) as sock:
@@ -337,7 +326,7 @@ def check_ipv6_conflict(*, netns_path: str | None, if_name: str, ip: str, window
         if ndp is None or ndp[0] != ICMPV6_NA or ndp[2] != target:
             return None
         owner = ndp[3] or data[6:12]
-        return None if owner == mac else ConflictFound(ip=target, mac=mac_to_str(owner))
+        return None if owner == mac else ConflictFound(ip=target, mac=mac_text(owner))
 
     with _packet_socket(netns_path, if_name, ETH_P_IPV6, multicast=multicast_mac(ALL_NODES), ifindex=ifindex) as sock:
         found = _probe(sock, frame, match, window=window, probes=probes, budget=budget)

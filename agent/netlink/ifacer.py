@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
 from agent.netlink.errors import IfacerError
-from agent.netlink.rtnl import ignore_missing, iproute
+from agent.netlink.netns_thread import run_in_netns
+from agent.netlink.wire import NETLINK_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +359,27 @@ def plan_ifacer(config: IfacerConfig, links: Iterable[LinkInfo]) -> list[Step]:
 # --- execution -------------------------------------------------------------------------------------------
 
 
+_MISSING = {errno.ENOENT, errno.ESRCH, errno.ENODEV}
+
+
+def _iproute(netns_path: str | None) -> IPRoute:
+    """pyroute2's ``IPRoute`` in ``netns_path`` (``None``: the agent's own), its socket opened by a thread that entered
+    the namespace (pyroute2's own ``netns=`` forks a process per socket). Bond and VLAN creation take many options
+    that pyroute2 encodes well, and run once per NIC setup, not per pod, so they stay on pyroute2."""
+    if netns_path is None:
+        return IPRoute()
+    sock = run_in_netns(netns_path, socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    return IPRoute(fileno=sock.detach())
+
+
+def _ignore_missing(func: Callable[..., object], *args: object, **kwargs: object) -> None:
+    try:
+        func(*args, **kwargs)
+    except PyNetlinkError as exc:
+        if exc.code not in _MISSING:
+            raise
+
+
 def node_links(ipr: IPRoute) -> list[LinkInfo]:
     """The links of the namespace behind ``ipr`` as planning sees them (kind, state, VLAN id, parent, master)."""
     messages = list(ipr.get_links())
@@ -423,7 +446,7 @@ def _execute(ipr: IPRoute, step: Step, undo: ExitStack) -> None:
     ipr.link(command, **kwargs)
     revert = step_undo(step, index_of)
     if revert is not None:
-        undo.callback(ignore_missing, ipr.link, revert[0], **revert[1])
+        undo.callback(_ignore_missing, ipr.link, revert[0], **revert[1])
 
 
 def ifacer_add(*, config: dict | IfacerConfig, netns_path: str | None = None) -> dict:
@@ -437,7 +460,7 @@ def ifacer_add(*, config: dict | IfacerConfig, netns_path: str | None = None) ->
     parsed = config if isinstance(config, IfacerConfig) else parse_ifacer_config(config)
     step = None
     try:
-        with iproute(netns_path) as ipr, ExitStack() as undo:
+        with _iproute(netns_path) as ipr, ExitStack() as undo:
             for step in plan_ifacer(parsed, node_links(ipr)):
                 _execute(ipr, step, undo)
             undo.pop_all()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import subprocess
 
+import kernel_view
 import pytest
+from kernel_view import get_link, list_links, list_neighbours, list_routes, list_rules
 from netlink_lab import Capture, Underlay, add_addresses, add_default, ipr, ping
 from pyroute2 import netns as pyroute2_netns
 
+from agent.netlink import rtnl
 from agent.netlink.coordinator import (
     _host_addresses,
     coordinator_add,
@@ -18,15 +22,7 @@ from agent.netlink.coordinator import (
 )
 from agent.netlink.coordinator_config import merge
 from agent.netlink.errors import CoordinatorError
-from agent.netlink.rtnl import (
-    NUD_PERMANENT,
-    SCOPE_LINK,
-    get_link,
-    list_links,
-    list_neighbours,
-    list_routes,
-    list_rules,
-)
+from agent.netlink.rtnl import NUD_PERMANENT, SCOPE_LINK, iproute
 from agent.netlink.sysctl import apply_host_sysctls, sysctl_read, sysctl_write
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("iptables")]
@@ -208,7 +204,7 @@ def test_host_addresses_are_the_usable_ones_of_the_asked_families_without_host_v
     add_addresses(u.host, "vethdeadbeef01", ["169.254.1.1/32"])
 
     # When the coordinator lists the node's addresses for an IPv4 pod, then for a dual-stack one
-    with ipr(u.host) as host:
+    with iproute(u.host) as host:
         v4 = _host_addresses(host, u.host, {4})
         dual = _host_addresses(host, u.host, {4, 6})
 
@@ -498,3 +494,40 @@ def test_overlay_mode_uses_eth0_and_its_host_peer(underlay):
     delete(u, pod, if_name="net1")
     assert routes(u.host, 4, 500) == set() and neighbours(u.host, 4) == set()
     assert link(u.host, "cali1234") is not None
+
+
+def test_the_agents_rtnetlink_reads_the_kernel_as_pyroute2_does(underlay):
+    # Given a two-NIC pod before net1 is coordinated: an IPv6 ECMP default (multipath), two veth ends, macvlan
+    # NICs, policy rules with fwmark and source selectors, permanent neighbours, routes in tables above 255
+    u = underlay
+    pod = two_nic_pod(u)
+    with ipr(pod) as handle:
+        assert any(r.multipath for r in kernel_view.list_routes(handle, 6, 254))
+    add(u, pod, if_name="net1")
+    for path in (pod, u.host):
+        # When both decoders read the same namespace
+        with iproute(path) as mine, ipr(path) as theirs:
+            # Then they see the same links, addresses, routes (every table), rules and neighbours
+            assert rtnl.list_links(mine) == kernel_view.list_links(theirs)
+            for version in (4, 6):
+                assert {(a.index, str(a.interface)) for a in rtnl.list_addresses(mine, family=rtnl.FAMILY[version])
+                        } == kernel_view.list_addresses(theirs, version)
+                assert rtnl.list_routes(mine, version) == kernel_view.list_routes(theirs, version)
+                assert rtnl.list_rules(mine, version) == kernel_view.list_rules(theirs, version)
+                assert rtnl.list_neighbours(mine, version) == kernel_view.list_neighbours(theirs, version)
+            for link in rtnl.list_links(mine):
+                assert rtnl.get_link(mine, name=link.name) == rtnl.get_link(mine, index=link.index) == link
+
+
+def test_the_agents_rtnetlink_reports_the_kernels_refusals_with_errno(underlay):
+    u = underlay
+    with iproute(u.host) as nl:
+        assert rtnl.get_link(nl, name="nosuch0") is None and rtnl.get_link(nl, index=999_999) is None
+        rtnl.delete_link(nl, name="nosuch0")  # absent is fine
+        with pytest.raises(rtnl.NetlinkError) as refused:
+            rtnl.set_link(nl, 999_999, up=True)
+        assert refused.value.code == errno.ENODEV and "set link 999999" in str(refused.value)
+        route = rtnl.Route(table=254, dst=ipaddress.ip_network("198.51.100.0/24"), oif=999_999)
+        with pytest.raises(rtnl.NetlinkError):
+            rtnl.add_route(nl, route)
+        rtnl.delete_route(nl, route)  # absent is fine

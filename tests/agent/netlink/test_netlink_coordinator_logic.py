@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.netlink import wire
 from agent.netlink.coordinator import (
     ModeDecision,
     host_veth_name,
@@ -17,7 +18,7 @@ from agent.netlink.coordinator import (
     select_host_ips,
 )
 from agent.netlink.errors import CoordinatorError
-from agent.netlink.rtnl import Route, Rule, kernel_default_priority
+from agent.netlink.rtnl import Route, Rule, decode_multipath, kernel_default_priority
 
 
 @pytest.mark.parametrize(
@@ -100,12 +101,20 @@ def test_kernel_default_priority_is_just_below_the_first_rule_after_local():
     assert kernel_default_priority([Rule(4, 255, 0)]) == 32765
 
 
-def test_route_spec_and_identity():
-    route = Route(table=101, dst=ipaddress.ip_network("10.6.0.10/32"), oif=3, scope=253, prefsrc="10.6.0.100")
-    assert route.spec() == {"family": 2, "dst": "10.6.0.10/32", "table": 101, "proto": 3, "scope": 253,
-                            "prefsrc": "10.6.0.100", "oif": 3}
-    assert route.same_as(Route(table=101, dst=route.dst, oif=3, scope=253, prefsrc="10.6.0.100", priority=0))
-    assert not route.same_as(Route(table=101, dst=route.dst, oif=4, scope=253, prefsrc="10.6.0.100"))
+def test_route_message_and_identity():
+    route = Route(table=1001, dst=ipaddress.ip_network("10.6.0.10/32"), oif=3, scope=253, prefsrc="10.6.0.100")
+    header, attrs = route.message()
+    # family, dst_len, src_len, tos, table (UNSPEC: above 255, RTA_TABLE carries it), protocol, scope, type, flags
+    assert wire.RTMSG.unpack(header) == (2, 32, 0, 0, 0, 3, 253, 1, 0)
+    fields = wire.parse_attrs(attrs)
+    assert wire.U32.unpack(fields[wire.RTA_TABLE])[0] == 1001 and wire.U32.unpack(fields[wire.RTA_OIF])[0] == 3
+    assert wire.ip_text(fields[wire.RTA_DST]) == "10.6.0.10" and wire.ip_text(fields[wire.RTA_PREFSRC]) == "10.6.0.100"
+    assert route.same_as(Route(table=1001, dst=route.dst, oif=3, scope=253, prefsrc="10.6.0.100", priority=0))
+    assert not route.same_as(Route(table=1001, dst=route.dst, oif=4, scope=253, prefsrc="10.6.0.100"))
     multipath = Route(table=254, dst=ipaddress.ip_network("::/0"), multipath=((2, "fd00::1"), (3, "fd00::2")))
     assert multipath.uses(3) and not multipath.uses(4)
-    assert multipath.spec()["multipath"] == [{"oif": 2, "gateway": "fd00::1"}, {"oif": 3, "gateway": "fd00::2"}]
+    header, attrs = multipath.message()
+    assert wire.RTMSG.unpack(header)[:5] == (10, 0, 0, 0, 254)
+    fields = wire.parse_attrs(attrs)
+    assert wire.RTA_DST not in fields and wire.RTA_OIF not in fields
+    assert decode_multipath(fields[wire.RTA_MULTIPATH]) == ((2, "fd00::1"), (3, "fd00::2"))
