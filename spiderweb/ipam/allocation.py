@@ -63,7 +63,7 @@ from spiderweb.engine.selection import (
     plan_nics,
 )
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReleasedAddress
-from spiderweb.ipam.tombstones import pod_tombstone_record, pod_tombstone_refuse
+from spiderweb.ipam.tombstones import pod_tombstone_conflict, pod_tombstone_record, pod_tombstone_refuse
 from spiderweb.ipam.validation import reserved_ranges
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,11 @@ def _allocate_locked(
     """
     facts = request.facts
     endpoint, created = _endpoint_lock(facts, dry_run=dry_run)  # takes the pod lock first (not for a dry run)
-    pod_tombstone_refuse(facts=facts, container_id=request.container_id)
+    # A new endpoint cannot return before the pools are locked, so the claim path reads the tombstone on that
+    # statement (a round trip fewer); every other path checks it here, before it may return what the pod holds.
+    tombstone_on_pool_lock = created and not dry_run and _claims_addresses() and bool(request.container_id)
+    if not tombstone_on_pool_lock:
+        pod_tombstone_refuse(facts=facts, container_id=request.container_id)
     held_rows: list[Allocation] = []
     if not created and endpoint is not None and endpoint.uid == facts.uid:
         held_rows = _shown(list(endpoint.allocations.select_related("pool").order_by("interface", "ip_version")),
@@ -283,7 +287,8 @@ def _allocate_locked(
     plan = [(nic, version, names) for nic, version, names in plan if (nic.interface, version) not in held]
     if not plan:
         raise NoPoolAvailable(f"no IP family is enabled or configured for {request.if_name}")
-    new_rows = _lock_and_take(request, endpoint, plan, pools, trace, dry_run=dry_run)
+    new_rows = _lock_and_take(request, endpoint, plan, pools, trace, dry_run=dry_run,
+                              tombstone_on_pool_lock=tombstone_on_pool_lock)
     return sorted(held_rows + new_rows, key=lambda r: (r.interface, r.ip_version))
 
 
@@ -353,7 +358,8 @@ def _filter_candidates(request, nics, views, trace) -> list[tuple[NicRequest, in
     return plan
 
 
-def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = False) -> list[Allocation]:
+def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = False,
+                   tombstone_on_pool_lock: bool = False) -> list[Allocation]:
     """Lock every candidate pool in primary-key order, take one address per (NIC, family), insert the rows.
 
     Two ways, one rule (never-used addresses first, lowest first, then least-recently-released; reserved and
@@ -372,6 +378,7 @@ def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = Fal
     checks of a release committing meanwhile take on the same rows (`ReleasedAddress` and `AddressHistory`
     reference the pool), in the order of the released rows, not in primary-key order; FOR UPDATE deadlocked
     there. The locked rows must carry the generation the plan was made with (else the plan is redone).
+    `tombstone_on_pool_lock`: the share-lock statement also refuses a sandbox whose DEL came first.
     """
     facts = request.facts
     wanted = {pools[n].pk: pools[n].generation for _, _, ns in plan for n in ns}
@@ -379,7 +386,10 @@ def _lock_and_take(request, endpoint, plan, pools, trace, *, dry_run: bool = Fal
     claims = not dry_run and _claims_addresses()
     if claims:
         catalog = {pools[n].pk: pools[n] for _, _, ns in plan for n in ns}
-        locked, blocked, first_batches = _pools_share_lock(catalog, versions)
+        tombstone = (facts.uid, request.container_id) if tombstone_on_pool_lock else None
+        locked, blocked, first_batches, tombstoned = _pools_share_lock(catalog, versions, tombstone)
+        if tombstoned:
+            raise pod_tombstone_conflict(facts=facts, container_id=request.container_id)
     else:
         blocked = {v: reserved_ranges(v) for v in versions}
         first_batches = {}
@@ -820,26 +830,29 @@ SELECT p.id, p.generation, p.disable, p.terminating, p.scan_from, p.fresh_exhaus
          WHERE r.pool_id = p.id AND r.address_key >= p.scan_from ORDER BY r.address_key LIMIT {SCAN_BATCH})
     ) u ORDER BY u.k LIMIT {SCAN_BATCH}) AS claim_used_keys,
     (SELECT coalesce(json_agg(r.ips), '[]')::text FROM ipam_reservedip r
-     WHERE r.ip_version = p.ip_version AND NOT r.terminating) AS claim_reserved
+     WHERE r.ip_version = p.ip_version AND NOT r.terminating) AS claim_reserved,
+    EXISTS (SELECT 1 FROM ipam_podtombstone t WHERE t.pod_uid = %s AND t.container_id = %s) AS tombstoned
 FROM ipam_ippool p WHERE p.id = ANY(%s) ORDER BY p.id FOR KEY SHARE OF p
 """
 
 
-def _pools_share_lock(catalog: dict[int, IPPool], versions: set[int]) -> tuple[list[IPPool], dict[int, RangeSet],
-                                                                                dict[int, list[str]]]:
+def _pools_share_lock(catalog: dict[int, IPPool], versions: set[int], tombstone: tuple[str, str] | None = None
+                      ) -> tuple[list[IPPool], dict[int, RangeSet], dict[int, list[str]], bool]:
     """Share-lock the candidate pools (primary-key order) and read what taking an address needs, in one statement.
 
     Returns the locked pools, the reserved ranges of each family (every non-terminating `ReservedIP`, as
     `validation.reserved_ranges` has them) and the first used-key batch of each pool from its scan hint. A pool
     is the catalog's copy with the columns that change without a new generation (and the generation) read
-    from its locked row; the caller refuses it if that generation is not the catalog's.
+    from its locked row; the caller refuses it if that generation is not the catalog's. Last, whether the
+    `tombstone` (pod UID, sandbox ID) exists: read after the pod lock was granted, so a DEL that held it counts.
     """
     with metrics.lock_wait("pool"), connection.cursor() as cursor:
-        cursor.execute(_POOLS_SHARE_LOCK_SQL, [list(catalog)])
+        cursor.execute(_POOLS_SHARE_LOCK_SQL, [*(tombstone or ("", "")), list(catalog)])
         rows = cursor.fetchall()
     blocked = {v: RangeSet.empty(v) for v in versions}
     locked, first_batches = [], {}
-    for pk, generation, disable, terminating, scan_from, fresh_exhausted, auto_desired, used, reserved in rows:
+    tombstoned = tombstone is not None and any(row[-1] for row in rows)
+    for pk, generation, disable, terminating, scan_from, fresh_exhausted, auto_desired, used, reserved, _ in rows:
         pool = copy.copy(catalog[pk])
         pool.generation, pool.disable, pool.terminating = generation, disable, terminating
         pool.scan_from, pool.fresh_exhausted, pool.auto_desired = scan_from, fresh_exhausted, auto_desired
@@ -848,7 +861,7 @@ def _pools_share_lock(catalog: dict[int, IPPool], versions: set[int]) -> tuple[l
         if pool.ip_version in blocked and not blocked[pool.ip_version]:
             for ips in json.loads(reserved):
                 blocked[pool.ip_version] = blocked[pool.ip_version].union(RangeSet.parse(ips, pool.ip_version))
-    return locked, blocked, first_batches
+    return locked, blocked, first_batches, tombstoned
 
 
 def _claim(pool: IPPool, blocked: RangeSet, row: Allocation, first_batch: list[str] | None) -> tuple[int | None, str]:

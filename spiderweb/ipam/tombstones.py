@@ -27,11 +27,16 @@ def pod_tombstone_record(*, pod_uid: str, container_id: str) -> None:
 def pod_tombstone_refuse(*, facts: PodFacts, container_id: str) -> None:
     """Refuse the ADD of a sandbox whose DEL already came: for good (409), not a retryable error."""
     if container_id and PodTombstone.objects.filter(pod_uid=facts.uid, container_id=container_id).exists():
-        raise Conflict(
-            f"pod sandbox {container_id} of pod {facts.namespace}/{facts.name} (UID {facts.uid}) was already "
-            "deleted: its CNI DEL reached the portal before this ADD",
-            details={"podUID": facts.uid, "containerID": container_id},
-        )
+        raise pod_tombstone_conflict(facts=facts, container_id=container_id)
+
+
+def pod_tombstone_conflict(*, facts: PodFacts, container_id: str) -> Conflict:
+    """The refusal itself, for callers that found the tombstone in a statement of their own."""
+    return Conflict(
+        f"pod sandbox {container_id} of pod {facts.namespace}/{facts.name} (UID {facts.uid}) was already "
+        "deleted: its CNI DEL reached the portal before this ADD",
+        details={"podUID": facts.uid, "containerID": container_id},
+    )
 
 
 def pod_tombstone_prune(*, older_than: timedelta = TOMBSTONE_RETENTION) -> int:
