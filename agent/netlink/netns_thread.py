@@ -1,9 +1,9 @@
 """Run a function inside another network namespace without moving the agent.
 
-Netlink sockets are opened in a namespace by pyroute2 itself (``IPRoute(netns=...)``), but three jobs need the
-*calling task* to sit in the pod or host namespace: opening raw ``AF_PACKET`` sockets (a socket belongs to the
-namespace of the task that created it, for life), reading and writing ``/proc/sys/net/...`` (resolved against the
-namespace of the task that opens the file) and ``if_nametoindex``.
+Every job that opens a socket or a file in a pod or host namespace needs the *calling task* to sit in it: netlink
+and raw ``AF_PACKET`` sockets (a socket belongs to the namespace of the task that created it, for life), reading and
+writing ``/proc/sys/net/...`` (resolved against the namespace of the task that opens the file), spawning
+``iptables`` (a child inherits its parent thread's namespace).
 
 ``setns(2)`` with ``CLONE_NEWNET`` changes the namespace of the calling *thread* only, so the agent's other
 threads (its HTTP server, other pods' requests) never notice. We therefore run the function in a short-lived

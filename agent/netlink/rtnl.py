@@ -297,7 +297,7 @@ def decode_multipath(value: bytes | None) -> tuple[tuple[int, str | None], ...]:
     offset = 0
     while value and offset + wire.RTNEXTHOP.size <= len(value):
         length, _, _, oif = wire.RTNEXTHOP.unpack_from(value, offset)
-        if length < wire.RTNEXTHOP.size:
+        if length < wire.RTNEXTHOP.size or offset + length > len(value):
             break
         gateway = wire.parse_attrs(value, offset + wire.RTNEXTHOP.size, offset + length).get(wire.RTA_GATEWAY)
         hops.append((oif, wire.ip_text(gateway) if gateway else None))

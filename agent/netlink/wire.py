@@ -58,6 +58,7 @@ NDA_DST, NDA_LLADDR = 1, 2
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 RECV_BUFFER = 1 << 18
+ANSWER_TIMEOUT = 30.0
 
 
 class NetlinkError(Exception):
@@ -117,7 +118,7 @@ def parse_attrs(data: bytes | memoryview, offset: int = 0, end: int | None = Non
     found: dict[int, bytes] = {}
     while offset + RTATTR.size <= end:
         length, kind = RTATTR.unpack_from(data, offset)
-        if length < RTATTR.size:
+        if length < RTATTR.size or offset + length > end:  # malformed or truncated: stop, never read past it
             break
         found[kind & NLA_TYPE_MASK] = bytes(data[offset + RTATTR.size:offset + length])
         offset += align(length)
@@ -148,6 +149,7 @@ class Rtnl:
 
     def __init__(self, sock: socket.socket | None = None) -> None:
         self.sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+        self.sock.settimeout(ANSWER_TIMEOUT)  # the kernel answers at once; a hung request fails (OSError), never waits
         self.seq = 0
 
     def close(self) -> None:
@@ -173,7 +175,7 @@ class Rtnl:
             offset = 0
             while offset + NLMSGHDR.size <= len(data):
                 length, msg_type, msg_flags, seq, _ = NLMSGHDR.unpack_from(data, offset)
-                if length < NLMSGHDR.size:
+                if length < NLMSGHDR.size or offset + length > len(data):  # malformed: drop the rest of it
                     break
                 start, offset = offset + NLMSGHDR.size, offset + align(length)
                 if seq != self.seq:
