@@ -16,8 +16,11 @@ One allocation is one short transaction:
    (`_claim`), so concurrent allocations of one pool take neighbouring addresses side by side,
 5. insert `Allocation` rows, whose unique constraints make a duplicate impossible even if this code is wrong.
 
-On PostgreSQL a new pod's allocation is five round trips: BEGIN, the pod lock with the endpoint, the pool lock
-with the reservations and the first scan, the claim (address, insert, hint), COMMIT.
+On PostgreSQL a new pod's allocation is two round trips (`_allocate_in_two_trips`): BEGIN with the pod lock and the
+endpoint and the pool lock with the tombstone, reservations and first scan; then the claims (address, insert, hint)
+with COMMIT. Everything else (a retried ADD, a re-created pod, released addresses, claims that must wait or move on,
+the first candidate pool unusable) takes the usual transaction, five round trips: BEGIN, the pod lock with the
+endpoint, the pool lock, the claim, COMMIT.
 
 Every NIC and family of a request succeeds or none does (no half-allocated dual-stack pod). ADD is idempotent by
 (pod UID, interface); DEL is idempotent and guarded by pod UID, so a DEL for an older incarnation does nothing.
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings as django_settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from spiderweb import metrics
@@ -162,6 +165,10 @@ def _ippool_allocate(request: AllocateRequest, pod_reader: PodReader | None) -> 
         raise InvalidInput(f"pod {facts.namespace}/{facts.name} is terminating or finished (dead Pod)")
     cluster = ClusterSettings.load_cached()
     third_party_autopools_ensure(facts)
+    if _two_trips_possible(request):
+        rows = _allocate_in_two_trips(request, cluster)
+        if rows is not None:
+            return allocation_response(rows, cluster)
     cross_node_confirmed = False
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
@@ -630,6 +637,15 @@ def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, 
             return lookup.first(), False
         _pod_lock(facts.uid)
         return lookup.select_for_update().first(), False
+    sql, params = _endpoint_statement(facts)
+    with connection.cursor() as cursor, metrics.lock_wait("pod"):
+        cursor.execute(sql, params)
+        return _endpoint_from_row(cursor.fetchone())
+
+
+def _endpoint_statement(facts: PodFacts) -> tuple[str, list]:
+    """`_endpoint_lock`'s statement on PostgreSQL: the pod lock, then insert the endpoint or lock the recorded one;
+    it returns the endpoint's columns and whether it was created."""
     new = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
     fields = _insert_fields(Endpoint)
     columns = [f.column for f in Endpoint._meta.concrete_fields]
@@ -639,9 +655,11 @@ def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, 
            f" ON CONFLICT (namespace, name) DO UPDATE SET namespace = EXCLUDED.namespace"
            f" RETURNING {', '.join(columns)}, xmax = 0")
     params = [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields]
-    with connection.cursor() as cursor, metrics.lock_wait("pod"):
-        cursor.execute(sql, [*params, POD_LOCK_CLASS, facts.uid])
-        *values, created = cursor.fetchone()
+    return sql, [*params, POD_LOCK_CLASS, facts.uid]
+
+
+def _endpoint_from_row(row: tuple) -> tuple[Endpoint, bool]:
+    *values, created = row
     return Endpoint.from_db(connection.alias, [f.attname for f in Endpoint._meta.concrete_fields], values), created
 
 
@@ -814,6 +832,100 @@ def _recycled_address(pool: IPPool, free: RangeSet) -> int | None:
     return key_to_int(found.address_key)
 
 
+# ------------------------------------------------------------------- a new pod in two round trips (PostgreSQL)
+
+
+def _two_trips_possible(request: AllocateRequest) -> bool:
+    """Whether `_allocate_in_two_trips` may try: PostgreSQL claims, no SpiderSubnet auto pool to plan (that may
+    create pools), and no transaction of the caller's (the path sends BEGIN and COMMIT itself)."""
+    annotations = request.facts.annotations
+    return (_claims_addresses() and ANNO_SUBNETS not in annotations and ANNO_SUBNET not in annotations
+            and connection.get_autocommit() and not connection.in_atomic_block)
+
+
+class _OffTheCommonPath(Exception):
+    """The two-trip allocation cannot finish this request; the usual transaction does it from scratch."""
+
+
+def _allocate_in_two_trips(request: AllocateRequest, cluster: ClusterSettings) -> list[Allocation] | None:
+    """A new pod's allocation in two round trips, or None when the usual transaction (`_allocate_locked`) must do it.
+
+    Trip 1 sends BEGIN, the endpoint statement (the pod lock, then the new endpoint) and the pools' share-lock
+    statement (the sandbox's tombstone, reservations, first scan): separate statements, so the second one's snapshot
+    is taken after the pod lock was granted and sees what a DEL that held it committed. Trip 2 sends one claim per
+    (NIC, family) on its first candidate pool, each required to insert (`spiderweb_claimed`), then COMMIT. Anything
+    off that path rolls back and returns None, and `_allocate_locked` starts over with every fallback: an endpoint
+    that already exists (a retry, a re-created pod), a pool changed, off or without never-used addresses, a claim
+    that found every candidate taken or held by others (it waits or moves on; this path does not).
+    """
+    facts = request.facts
+    pools, _ = _pool_catalog()
+    try:
+        plan = _filter_candidates(request, _plan(request, cluster, pools),
+                                  {name: pool_view(pool) for name, pool in pools.items()}, None)
+    except IPAMError:
+        return None  # the usual path raises it, after refreshing a stale catalog
+    if not plan:
+        return None
+    catalog = {pools[names[0]].pk: pools[names[0]] for _, _, names in plan}
+    tombstone = (facts.uid, request.container_id)
+    endpoint_sql, endpoint_params = _endpoint_statement(facts)
+    finished = False
+    with connection.cursor() as cursor:
+        try:
+            with metrics.lock_wait("pod"):
+                cursor.execute(f"BEGIN; {endpoint_sql}; {_POOLS_SHARE_LOCK_SQL}",
+                               [*endpoint_params, *_pools_share_lock_params(catalog, tombstone)])
+            cursor.nextset()
+            endpoint, created = _endpoint_from_row(cursor.fetchone())
+            cursor.nextset()
+            locked, blocked, first_batches, tombstoned = _share_locked(
+                catalog, {version for _, version, _ in plan}, cursor.fetchall(), tombstone)
+            if tombstoned:
+                raise pod_tombstone_conflict(facts=facts, container_id=request.container_id)
+            if not created or len(locked) != len(catalog):
+                raise _OffTheCommonPath
+            by_pk = {pool.pk: _with_cached_ranges(pool, catalog[pool.pk]) for pool in locked}
+            annotation_routes = _annotation_routes(facts)
+            now = timezone.now()
+            rows, claims = [], []
+            for nic, version, names in plan:
+                pool = by_pk[pools[names[0]].pk]
+                free = pool.total_ranges.subtract(blocked[version])
+                if (pool.generation != catalog[pool.pk].generation or pool.disable or pool.terminating
+                        or pool.fresh_exhausted or not free):
+                    raise _OffTheCommonPath
+                candidates = _fresh_candidates(pool, free, _scan_start(pool, free), limit=CLAIM_BATCH,
+                                               batch=first_batches.pop(pool.pk, None))
+                if not candidates:
+                    raise _OffTheCommonPath
+                row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
+                row.bound_at = now
+                rows.append(row)
+                claims.append(cursor.cursor.mogrify(*_claim_statement(pool, row, candidates, recycled=False,
+                                                                      hint=True, required=True)))
+            cursor.execute("; ".join(claims) + "; COMMIT")
+            for row in rows:
+                _, number = _claim_result(row, *cursor.fetchone())
+                row.address, row.address_key = int_to_ip(number, row.ip_version), address_key(number, row.ip_version)
+                cursor.nextset()
+            finished = True
+        except (_OffTheCommonPath, DatabaseError):
+            return None
+        finally:
+            if not finished:
+                _rollback_quietly(cursor)
+    return sorted(rows, key=lambda r: (r.interface, r.ip_version))
+
+
+def _rollback_quietly(cursor) -> None:
+    """End the two-trip path's transaction; a lost connection is for the next statement to report."""
+    try:
+        cursor.execute("ROLLBACK")
+    except DatabaseError:
+        log.warning("could not roll back an abandoned two-trip allocation", exc_info=True)
+
+
 # ----------------------------------------------------------------------------------- concurrent claims (PostgreSQL)
 
 CLAIM_BATCH = 32  # candidate addresses offered to one claim statement; the first one not claimed by another wins
@@ -847,8 +959,17 @@ def _pools_share_lock(catalog: dict[int, IPPool], versions: set[int], tombstone:
     `tombstone` (pod UID, sandbox ID) exists: read after the pod lock was granted, so a DEL that held it counts.
     """
     with metrics.lock_wait("pool"), connection.cursor() as cursor:
-        cursor.execute(_POOLS_SHARE_LOCK_SQL, [*(tombstone or ("", "")), list(catalog)])
-        rows = cursor.fetchall()
+        cursor.execute(_POOLS_SHARE_LOCK_SQL, _pools_share_lock_params(catalog, tombstone))
+        return _share_locked(catalog, versions, cursor.fetchall(), tombstone)
+
+
+def _pools_share_lock_params(catalog: dict[int, IPPool], tombstone: tuple[str, str] | None) -> list:
+    return [*(tombstone or ("", "")), list(catalog)]
+
+
+def _share_locked(catalog: dict[int, IPPool], versions: set[int], rows: list[tuple], tombstone: tuple[str, str] | None
+                  ) -> tuple[list[IPPool], dict[int, RangeSet], dict[int, list[str]], bool]:
+    """`_pools_share_lock`'s answer from the rows of `_POOLS_SHARE_LOCK_SQL`."""
     blocked = {v: RangeSet.empty(v) for v in versions}
     locked, first_batches = [], {}
     tombstoned = tombstone is not None and any(row[-1] for row in rows)
@@ -969,6 +1090,24 @@ _KEY_TO_INET = {
 
 def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recycled: bool,
                   hint: bool = False) -> tuple[int | None, int | None]:
+    """Run `_claim_statement`: returns (picked, inserted) as it says."""
+    sql, params = _claim_statement(pool, row, candidates, recycled=recycled, hint=hint)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _claim_result(row, *cursor.fetchone())
+
+
+def _claim_result(row: Allocation, picked_key: str | None, pk: int | None) -> tuple[int | None, int | None]:
+    picked = key_to_int(picked_key) if picked_key is not None else None
+    if pk is None:
+        return picked, None
+    row.pk = pk
+    row._state.adding, row._state.db = False, connection.alias
+    return picked, picked
+
+
+def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, recycled: bool, hint: bool = False,
+                     required: bool = False) -> tuple[str, dict]:
     """One statement: take the first candidate whose advisory lock is free, insert `row` with it.
 
     A candidate already taken by a commit this statement sees is skipped before its lock is tried (so the
@@ -978,6 +1117,7 @@ def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recyc
     said so), or, recycled, when its released record is gone. A recycled address leaves
     `ReleasedAddress` in the same statement. `hint`: also move the pool's `scan_from` up to the first
     candidate (every address below it was seen used), unless another allocator is moving it right now.
+    `required`: a claim that inserts nothing raises (migration 0009), aborting the transaction.
     """
     version = pool.ip_version
     keys = [address_key(n, version) for n in candidates]
@@ -998,6 +1138,7 @@ def _claim_insert(pool: IPPool, row: Allocation, candidates: list[int], *, recyc
                 "WHERE id = %(pool)s AND scan_from = %(seen)s AND scan_from < %(hint)s "
                 "FOR NO KEY UPDATE SKIP LOCKED))") if hint else ""
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    inserted = "spiderweb_claimed((SELECT id FROM ins))" if required else "(SELECT id FROM ins)"
     sql = f"""
 WITH pick AS MATERIALIZED (
     SELECT c.k, {_KEY_TO_INET[version]} AS a FROM unnest(%(keys)s::text[]) AS c(k)
@@ -1009,17 +1150,9 @@ WITH pick AS MATERIALIZED (
     FROM src, jsonb_populate_record(NULL::ipam_allocation, %(row)s::jsonb) AS r
     ON CONFLICT (pool_id, address_key) DO NOTHING RETURNING id
 )
-SELECT (SELECT k FROM pick), (SELECT id FROM ins)
+SELECT (SELECT k FROM pick), {inserted}
 """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        picked_key, pk = cursor.fetchone()
-    picked = key_to_int(picked_key) if picked_key is not None else None
-    if pk is None:
-        return picked, None
-    row.pk = pk
-    row._state.adding, row._state.db = False, connection.alias
-    return picked, picked
+    return sql, params
 
 
 def _json_datetime(value):

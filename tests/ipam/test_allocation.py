@@ -1,4 +1,8 @@
-"""Allocation service (spec §3, §5.1, §6) on PostgreSQL: precedence, affinity, backups, families, NICs, reuse."""
+"""Allocation service (spec §3, §5.1, §6) on PostgreSQL: precedence, affinity, backups, families, NICs, reuse.
+
+Transactional tests: an allocation outside any transaction of the caller's is what the portal serves, and on
+PostgreSQL it takes the two-round-trip path for a new pod (`allocation._allocate_in_two_trips`) with the usual
+transaction as its fallback, so every test here runs both where they apply."""
 
 import json
 
@@ -10,7 +14,7 @@ from spiderweb.ipam import allocation, services
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint
 from tests.ipam import factories as f
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 POOL = "ipam.spidernet.io/ippool"
 POOLS = "ipam.spidernet.io/ippools"
 
@@ -320,3 +324,66 @@ def test_explain_reports_the_serving_pool_and_rolls_back():
     assert result["ok"] and result["response"]["ips"][0]["ipPool"] == "ok"
     assert result["nics"][0]["rejected"][0]["pool"] == "busy"
     assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
+
+
+def _statements(action) -> list[str]:
+    from django.db import connection
+
+    sent: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        action()
+    return sent
+
+
+def test_a_new_pods_dual_stack_allocation_is_two_round_trips_on_postgresql():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the two-round-trip path is PostgreSQL's (SQLite keeps the locked path)")
+    f.pool("v4", "10.0.0.0/24", ["10.0.0.10-10.0.0.19"])
+    f.pool("v6", "fd00::/64", ["fd00::10-fd00::19"])
+    pod = f.facts(annotations=ann(ipv4=["v4"], ipv6=["v6"]))
+    allocation.ippool_allocate(request=allocation.AllocateRequest(facts=f.facts("warm-up", annotations=ann(
+        ipv4=["v4"])), if_name="eth0"))  # the pool catalog and cluster settings cached, as in a running portal
+    result = {}
+    sent = _statements(lambda: result.update(f.allocate(pod, container_id="sandbox-1")))
+    assert addresses(result) == ["10.0.0.11/24", "fd00::10/64"]
+    assert len(sent) == 2 and sent[0].startswith("BEGIN;") and sent[1].endswith("; COMMIT")
+    # and what it wrote is what the usual path writes: the rows, the endpoint, the pools' scan hints
+    assert sorted(Allocation.objects.filter(pod_uid=pod.uid).values_list("address", "container_id")) == [
+        ("10.0.0.11", "sandbox-1"), ("fd00::10", "sandbox-1")]
+    assert Endpoint.objects.get(name=pod.name).uid == pod.uid
+    # When the same ADD comes again (a retry), the endpoint exists: the usual path answers, with the same addresses
+    again = {}
+    sent = _statements(lambda: again.update(f.allocate(pod, container_id="sandbox-1")))
+    assert addresses(again) == addresses(result) and not any(s.startswith("BEGIN;") for s in sent[1:])
+
+
+def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_and_moves_on():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("claims are PostgreSQL's")
+    import psycopg
+
+    f.pool("p", "10.0.0.0/16", ["10.0.0.1-10.0.0.200"])
+    settings = connection.settings_dict
+    other = psycopg.connect(host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"],
+                            password=settings["PASSWORD"], dbname=settings["NAME"], autocommit=True)
+    try:
+        # Given another allocator holding the claims of the first 32 never-used addresses (one two-trip batch)
+        for last in range(1, 33):
+            key = f"0a0000{last:02x}"
+            other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"4/{key}"])
+        # When a new pod allocates, its two-trip claim finds nothing free, rolls back, and the usual path
+        # walks on to the next batch
+        result = f.allocate(f.facts(annotations=ann(ipv4=["p"])), container_id="sandbox-1")
+        assert addresses(result) == ["10.0.0.33/16"]
+        assert Endpoint.objects.count() == 1 and Allocation.objects.count() == 1
+    finally:
+        other.close()

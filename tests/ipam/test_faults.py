@@ -83,12 +83,19 @@ def wait_until_waiting_on_a_lock(writer: Writer) -> bool:
     raise AssertionError(f"backend {writer.pid} neither waited on a lock nor finished")
 
 
+def usual_transaction_only(monkeypatch):
+    """Allocations take the usual transaction, not the two-round-trip path (whose claims and COMMIT travel
+    together): only the usual one has a point where its rows are inserted and not committed yet."""
+    monkeypatch.setattr(allocation, "_two_trips_possible", lambda request: False)
+
+
 class StallInsideAllocation:
     """Stops every allocation right after it inserted its rows, inside its transaction, until `go()`."""
 
     def __init__(self, monkeypatch):
         self.reached = threading.Event()
         self._go = threading.Event()
+        usual_transaction_only(monkeypatch)
         take = allocation._lock_and_take
 
         def stalled(*args, **kwargs):
@@ -170,6 +177,34 @@ def test_a_del_arriving_while_the_first_add_is_in_flight_waits_for_it_and_releas
     # and nothing is left held by the deleted pod
     assert not Allocation.objects.exists()
     assert not Endpoint.objects.exists()
+
+
+def test_a_del_arriving_between_the_round_trips_of_a_new_pods_add_waits_for_it_and_releases_its_address(
+        monkeypatch):
+    # Given a pod whose first ADD (the two-round-trip path) holds its pod lock and has not sent its claim yet
+    f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
+    client = node_client()
+    facts = f.facts("web-0", annotations=pool_annotations(ipv4=["p1"]))
+    reached, go = threading.Event(), threading.Event()
+    claim_statement = allocation._claim_statement
+
+    def between_trips(*args, **kwargs):
+        reached.set()
+        go.wait(WAIT)
+        return claim_statement(*args, **kwargs)
+
+    monkeypatch.setattr(allocation, "_claim_statement", between_trips)
+    add = Writer(lambda: client.post(ALLOCATE, add_body(facts), format="json")).begin()
+    assert reached.wait(WAIT)
+    # When the runtime's DEL for the pod arrives meanwhile
+    delete = Writer(lambda: client.post(RELEASE, del_body(facts), format="json")).begin()
+    waited = wait_until_waiting_on_a_lock(delete)
+    go.set()
+    # Then the ADD completes in its second trip, and the DEL waited for it and released what it took
+    added, deleted = add.outcome(), delete.outcome()
+    assert added.status_code == 200, added.content
+    assert deleted.json() == {"released": ["10.1.0.10"]} and waited
+    assert not Allocation.objects.exists() and not Endpoint.objects.exists()
 
 
 def test_an_add_that_arrives_after_its_own_del_is_refused_and_takes_nothing():
@@ -307,6 +342,7 @@ class StallFirstAllocation:
         self.reached = threading.Event()
         self._go = threading.Event()
         self._first = threading.Lock()
+        usual_transaction_only(monkeypatch)
         take = allocation._lock_and_take
 
         def stalled(*args, **kwargs):
