@@ -382,7 +382,11 @@ def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_an
             other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"4/{key}"])
         # When a new pod allocates, its two-trip claim finds nothing free, rolls back, and the usual path
         # walks on to the next batch
-        result = f.allocate(f.facts(annotations=ann(ipv4=["p"])), container_id="sandbox-1")
+        result = {}
+        sent = _statements(lambda: result.update(f.allocate(f.facts(annotations=ann(ipv4=["p"])),
+                                                            container_id="sandbox-1")))
+        begin = next(i for i, sql in enumerate(sent) if sql.startswith("BEGIN;"))  # after the cold caches' reads
+        assert "spiderweb_claimed" in sent[begin + 1] and sent[begin + 2] == "ROLLBACK"
         assert addresses(result) == ["10.0.0.33/16"]
         assert Endpoint.objects.count() == 1 and Allocation.objects.count() == 1
     finally:

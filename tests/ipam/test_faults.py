@@ -90,21 +90,33 @@ def usual_transaction_only(monkeypatch):
 
 
 class StallInsideAllocation:
-    """Stops every allocation right after it inserted its rows, inside its transaction, until `go()`."""
+    """Stops allocations inside their transaction until `go()`, right after `allocation.<seam>` returned.
 
-    def __init__(self, monkeypatch):
+    The default seam, `_lock_and_take`, has inserted the rows (the usual transaction only: see
+    `usual_transaction_only`); `_claim_statement` is the two-round-trip path between its trips, holding the pod lock
+    with no row written yet. `first_only`: later allocations run through. `fail`: the stalled allocation raises
+    after `go()`, so that its transaction rolls back."""
+
+    def __init__(self, monkeypatch, *, seam="_lock_and_take", first_only=False, fail=False):
         self.reached = threading.Event()
         self._go = threading.Event()
-        usual_transaction_only(monkeypatch)
-        take = allocation._lock_and_take
+        self._first = threading.Lock()
+        self.calls: list[dict] = []  # the keyword arguments of each call of the seam
+        if seam == "_lock_and_take":
+            usual_transaction_only(monkeypatch)
+        original = getattr(allocation, seam)
 
         def stalled(*args, **kwargs):
-            rows = take(*args, **kwargs)
-            self.reached.set()
-            self._go.wait(WAIT)
-            return rows
+            self.calls.append(kwargs)
+            result = original(*args, **kwargs)
+            if not first_only or self._first.acquire(blocking=False):  # never released: only the first stops
+                self.reached.set()
+                self._go.wait(WAIT)
+                if fail:
+                    raise RuntimeError("the stalled allocation fails after taking its address")
+            return result
 
-        monkeypatch.setattr(allocation, "_lock_and_take", stalled)
+        monkeypatch.setattr(allocation, seam, stalled)
 
     def wait_reached(self):
         assert self.reached.wait(WAIT), "the allocation never reached its stall point"
@@ -185,21 +197,14 @@ def test_a_del_arriving_between_the_round_trips_of_a_new_pods_add_waits_for_it_a
     f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
     client = node_client()
     facts = f.facts("web-0", annotations=pool_annotations(ipv4=["p1"]))
-    reached, go = threading.Event(), threading.Event()
-    claim_statement = allocation._claim_statement
-
-    def between_trips(*args, **kwargs):
-        reached.set()
-        go.wait(WAIT)
-        return claim_statement(*args, **kwargs)
-
-    monkeypatch.setattr(allocation, "_claim_statement", between_trips)
+    stall = StallInsideAllocation(monkeypatch, seam="_claim_statement")
     add = Writer(lambda: client.post(ALLOCATE, add_body(facts), format="json")).begin()
-    assert reached.wait(WAIT)
+    stall.wait_reached()
+    assert stall.calls[0].get("required") is True  # the two-round-trip path's claim, not the usual one's
     # When the runtime's DEL for the pod arrives meanwhile
     delete = Writer(lambda: client.post(RELEASE, del_body(facts), format="json")).begin()
     waited = wait_until_waiting_on_a_lock(delete)
-    go.set()
+    stall.go()
     # Then the ADD completes in its second trip, and the DEL waited for it and released what it took
     added, deleted = add.outcome(), delete.outcome()
     assert added.status_code == 200, added.content
@@ -334,35 +339,6 @@ def test_a_del_racing_the_add_of_a_second_nic_releases_both_nics(monkeypatch):
 # ------------------------------------------------------------- issue 11 §3: allocations of one pool do not queue
 
 
-class StallFirstAllocation:
-    """Stops the first allocation right after it inserted its rows, inside its transaction, until `go()`; it then
-    commits, or with `fail` raises so that its transaction rolls back. Later allocations run through."""
-
-    def __init__(self, monkeypatch, *, fail=False):
-        self.reached = threading.Event()
-        self._go = threading.Event()
-        self._first = threading.Lock()
-        usual_transaction_only(monkeypatch)
-        take = allocation._lock_and_take
-
-        def stalled(*args, **kwargs):
-            rows = take(*args, **kwargs)
-            if self._first.acquire(blocking=False):  # never released: only the first allocation stops
-                self.reached.set()
-                self._go.wait(WAIT)
-                if fail:
-                    raise RuntimeError("the stalled allocation fails after taking its address")
-            return rows
-
-        monkeypatch.setattr(allocation, "_lock_and_take", stalled)
-
-    def wait_reached(self):
-        assert self.reached.wait(WAIT), "the allocation never reached its stall point"
-
-    def go(self):
-        self._go.set()
-
-
 def addresses(result) -> list[str]:
     return [ip["address"] for ip in result["ips"]]
 
@@ -371,7 +347,7 @@ def test_an_add_does_not_wait_for_another_add_in_flight_in_the_same_pool(monkeyp
     # Given an ADD in pool p1 that has taken its address and not committed yet
     f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
     annotations = pool_annotations(ipv4=["p1"])
-    stall = StallFirstAllocation(monkeypatch)
+    stall = StallInsideAllocation(monkeypatch, first_only=True)
     try:
         first = Writer(lambda: f.allocate(f.facts("first-0", annotations=annotations))).begin()
         stall.wait_reached()
@@ -393,7 +369,7 @@ def test_an_add_waits_for_an_in_flight_claim_of_the_last_address_rather_than_cal
     # Given a one-address pool whose address an ADD in flight has taken
     f.pool("p1", "10.1.0.0/24", ["10.1.0.10"])
     annotations = pool_annotations(ipv4=["p1"])
-    stall = StallFirstAllocation(monkeypatch, fail=not first_commits)
+    stall = StallInsideAllocation(monkeypatch, first_only=True, fail=not first_commits)
     try:
         first = Writer(lambda: f.allocate(f.facts("first-0", annotations=annotations))).begin()
         stall.wait_reached()
