@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.common import lab_bench_run
+from tests.bench.common import lab_bench_result_path, lab_bench_run
 from tests.e2e import conftest as e2e_lab
 from tests.mirror.lab import wait_for
 
@@ -202,10 +202,7 @@ def _leaks(e2e, namespaces: list[str], app_uids: list[str], runs: list[Run]) -> 
 @pytest.fixture
 def bench_result():
     """Where the numbers go: a JSON file ``main`` reads once pytest (and its teardown output) is done."""
-    path = os.environ.get(RESULT_ENV)
-    if not path:
-        pytest.skip(f"run as `python -m tests.bench.autoscale` (it sets {RESULT_ENV})")
-    return Path(path)
+    return lab_bench_result_path(RESULT_ENV, "tests.bench.autoscale")
 
 
 def test_autoscale(e2e, bench_result):

@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import time
 import urllib.parse
+from pathlib import Path
 
 
 def setup_django_on_bench_db(suffix: str = "bench") -> None:
@@ -55,6 +56,17 @@ def now() -> float:
     return time.perf_counter()
 
 
+def lab_bench_result_path(result_env: str, module: str) -> Path:
+    """Inside a lab benchmark's pytest run: the JSON file its figures go to (``lab_bench_run`` names it in
+    ``result_env``); the test is skipped when pytest was started some other way."""
+    import pytest
+
+    path = os.environ.get(result_env)
+    if not path:
+        pytest.skip(f"run as `python -m {module}` (it sets {result_env})")
+    return Path(path)
+
+
 def lab_bench_run(test_file: str, name: str, result_env: str, redis_db: str) -> dict | int:
     """Run a lab benchmark's test module under pytest, as root, on a test database and an e2e Redis database of its
     own (``spiderweb_<name>``; ``SPIDERWEB_TEST_E2E_REDIS_DB`` or ``redis_db``), so it runs beside the test suite.
@@ -64,7 +76,6 @@ def lab_bench_run(test_file: str, name: str, result_env: str, redis_db: str) -> 
     import subprocess
     import sys
     import tempfile
-    from pathlib import Path
     from urllib.parse import urlsplit, urlunsplit
 
     if os.geteuid() != 0:

@@ -43,13 +43,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 
-from tests.bench.common import lab_bench_run
+from tests.bench.common import lab_bench_result_path, lab_bench_run
 from tests.e2e import conftest as e2e_lab
 from tests.e2e.fake_kubelet import discard
-from tests.e2e.stack import NAD_NAME, NAD_NAMESPACE, kubelet_start
+from tests.e2e.stack import NAD_NAME, NAD_NAMESPACE, crds_apply, kubelet_start
 from tests.mirror.lab import wait_for
 
 # The e2e lab's fixtures, as they are, except the kubelet (more workers); names in the test module win.
@@ -122,16 +121,7 @@ def kubelet(lab, topology, agents, cni_bin, storm_bin, workdir):
 
 def whereabouts_crds_apply(api: k8s.ApiClient) -> None:
     """Whereabouts' CRDs as its module ships them (copied next to the build), established on the lab's API server."""
-    crd_dir = whereabouts_bin_dir().parent / "crds"
-    extensions = k8s.ApiextensionsV1Api(api)
-    names = []
-    for path in sorted(crd_dir.glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        extensions.create_custom_resource_definition(body)
-        names.append(body["metadata"]["name"])
-    wait_for("Whereabouts CRDs established", lambda: all(
-        any(c.type == "Established" and c.status == "True"
-            for c in extensions.read_custom_resource_definition(name).status.conditions or []) for name in names))
+    crds_apply(api, whereabouts_bin_dir().parent / "crds")
 
 
 def _nad(custom: k8s.CustomObjectsApi, name: str, plugins: list[dict]) -> None:
@@ -378,10 +368,7 @@ def _run(e2e, ipam: Ipam, tag: str, timeout: float) -> dict:
 @pytest.fixture
 def bench_result():
     """Where the numbers go: a JSON file ``main`` reads once pytest (and its teardown output) is done."""
-    path = os.environ.get(RESULT_ENV)
-    if not path:
-        pytest.skip(f"run as `python -m tests.bench.storm` (it sets {RESULT_ENV})")
-    return Path(path)
+    return lab_bench_result_path(RESULT_ENV, "tests.bench.storm")
 
 
 def test_storm(e2e, bench_result):

@@ -51,11 +51,11 @@ WEBHOOK_CONFIG_NAME = "spiderweb-e2e"
 # --------------------------------------------------------------------------------------------- control plane
 
 
-def crds_apply(api: k8s.ApiClient) -> None:
-    """Create the Helm chart's CRDs and wait until the API server serves every one of them."""
+def crds_apply(api: k8s.ApiClient, crd_dir: Path = CRD_DIR) -> None:
+    """Create the CRDs in ``crd_dir`` (the Helm chart's by default) and wait until the API server serves them all."""
     extensions = k8s.ApiextensionsV1Api(api)
     names = []
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    for path in sorted(crd_dir.glob("*.yaml")):
         body = yaml.safe_load(path.read_text())
         extensions.create_custom_resource_definition(body)
         names.append(body["metadata"]["name"])
