@@ -10,8 +10,22 @@ from django.utils.html import format_html, format_html_join
 from spiderweb.changelog.models import ObjectChange
 
 
+class ReadOnlyAdminMixin:
+    """Rows only the services write (the change log, allocations and their history, ...): the admin shows them and
+    never adds, edits or deletes one. Put it first among the bases, so that it wins over a scoping mixin's rights."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(ObjectChange)
-class ObjectChangeAdmin(admin.ModelAdmin):
+class ObjectChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("time", "user_name", "action", "object_type", "object_repr", "request_id")
     list_filter = ("action", "object_type")
     search_fields = ("object_repr", "user_name", "request_id", "message")
@@ -44,12 +58,3 @@ class ObjectChangeAdmin(admin.ModelAdmin):
         except (LookupError, ValueError, NoReverseMatch):
             return format_html("{} · {}", obj.object_repr, history_link)
         return format_html('<a href="{}">{}</a> · {}', url, obj.object_repr, history_link)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

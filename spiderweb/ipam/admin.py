@@ -24,7 +24,7 @@ from import_export.admin import ImportExportMixin
 from import_export.formats import base_formats
 from knox.models import AuthToken
 
-from spiderweb.changelog.admin import ObjectChangeAdmin
+from spiderweb.changelog.admin import ObjectChangeAdmin, ReadOnlyAdminMixin
 from spiderweb.changelog.models import ObjectChange
 from spiderweb.engine import keys
 from spiderweb.engine import selector as selector_text
@@ -263,7 +263,7 @@ class TenantScopedAdmin:
     Rows come through `selectors.scoped_for_user` (the REST querysets' filter), rights through
     `tenant_object_permission` (the REST permission class's rule), and the tenant of a new object is offered from
     `tenant_list_for_user` (the REST serializer's choice). Another tenant's object is a 404, as in the API.
-    Read-only admins keep their own ``has_add/change/delete_permission`` (defined on the class, they win).
+    Read-only admins put `ReadOnlyAdminMixin` before it, so that its ``has_add/change/delete_permission`` win.
     """
 
     def get_queryset(self, request):
@@ -657,7 +657,7 @@ class ReservedIPAdmin(TenantScopedAdmin, PortableMixin, ServiceBackedAdmin):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(TenantScopedAdmin, admin.ModelAdmin):
+class EndpointAdmin(ReadOnlyAdminMixin, TenantScopedAdmin, admin.ModelAdmin):
     """SpiderEndpoints are written by the allocator only: read-only here."""
 
     list_display = ("__str__", "uid", "node", "owner_kind", "owner_name", "n_alloc", "updated_at")
@@ -673,18 +673,9 @@ class EndpointAdmin(TenantScopedAdmin, admin.ModelAdmin):
     def n_alloc(self, obj):
         return obj.n
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Allocation)
-class AllocationAdmin(TenantScopedAdmin, admin.ModelAdmin):
+class AllocationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin, admin.ModelAdmin):
     """Live allocations, read-only; "Release selected addresses" frees them and closes their history."""
 
     list_display = ("address", "prefix_length", "pool", "endpoint", "interface", "node", "created_at", "history_link")
@@ -695,14 +686,7 @@ class AllocationAdmin(TenantScopedAdmin, admin.ModelAdmin):
     actions = ["release_selected"]
     show_full_result_count = False  # a filtered page of a 60,000-address pool needs no second count of every row
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # release (below) keeps history and LRU order; a raw delete would not
+    # No delete either: release (below) keeps history and LRU order; a raw delete would not.
 
     def has_release_permission(self, request):
         return request.user.is_staff and request.user.has_perm("ipam.change_allocation")
@@ -721,7 +705,7 @@ class AllocationAdmin(TenantScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(AddressHistory)
-class AddressHistoryAdmin(TenantScopedAdmin, admin.ModelAdmin):
+class AddressHistoryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin, admin.ModelAdmin):
     list_display = ("address", "pool_name", "pod_namespace", "pod_name", "interface", "node", "allocated_at",
                     "released_at", "release_reason")
     list_filter = ("ip_version", "release_reason", "pool_name")
@@ -729,18 +713,9 @@ class AddressHistoryAdmin(TenantScopedAdmin, admin.ModelAdmin):
     date_hierarchy = "allocated_at"
     readonly_fields = [f.name for f in AddressHistory._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ReleasedAddress)
-class ReleasedAddressAdmin(admin.ModelAdmin):
+class ReleasedAddressAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Bookkeeping of the least-recently-released reuse order: read-only."""
 
     list_display = ("address", "pool", "released_at")
@@ -754,32 +729,14 @@ class ReleasedAddressAdmin(admin.ModelAdmin):
 
         return int_to_ip(key_to_int(obj.address_key), obj.pool.ip_version)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(PodTombstone)
-class PodTombstoneAdmin(admin.ModelAdmin):
+class PodTombstoneAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Pod sandboxes whose DEL came (an ADD of them arriving later is refused): read-only, pruned after an hour."""
 
     list_display = ("pod_uid", "container_id", "created_at")
     search_fields = ("pod_uid", "container_id")
     readonly_fields = ("pod_uid", "container_id", "created_at")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ClusterSettingsForm(forms.ModelForm):
@@ -887,7 +844,7 @@ if admin.site.is_registered(AuthToken):
 
 
 @admin.register(AuthToken)
-class APITokenAdmin(admin.ModelAdmin):
+class APITokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """REST API tokens, read only: who holds one, since when, until when. Replaces knox's admin, which lists the
     digest and puts a new token into a message (a cookie). Neither the token nor its digest is shown, and there
     are no actions (whose checkboxes would carry the digest) and no admin log entries (whose text would name it):
@@ -903,15 +860,6 @@ class APITokenAdmin(admin.ModelAdmin):
     def token_start(self, obj):
         return f"{obj.token_key[:6]}…"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 if admin.site.is_registered(ObjectChange):
     admin.site.unregister(ObjectChange)
@@ -922,16 +870,12 @@ class ScopedObjectChangeAdmin(TenantScopedAdmin, ObjectChangeAdmin):
     """The change log, scoped like ``/api/v1/changes/``: a member sees the changes of their tenants' objects.
 
     Registered here (ipam) because the scoping rule lives in `ipam.selectors`, above the changelog app. Read-only
-    for everyone, as `ObjectChangeAdmin` is (the mixin comes first in the MRO, so that is restated here)."""
+    for everyone, as `ObjectChangeAdmin` is: the scoping mixin comes first in the MRO, so its rights are overridden
+    with `ReadOnlyAdminMixin`'s here (that mixin cannot lead the bases: `ObjectChangeAdmin` already has it)."""
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    has_add_permission = ReadOnlyAdminMixin.has_add_permission
+    has_change_permission = ReadOnlyAdminMixin.has_change_permission
+    has_delete_permission = ReadOnlyAdminMixin.has_delete_permission
 
 
 from spiderweb.ipam import tenant_admin  # noqa: E402,F401  (registers the Tenant admin; needs the mixins above)
