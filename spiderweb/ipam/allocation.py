@@ -18,7 +18,8 @@ One allocation is one short transaction:
 
 On PostgreSQL a new pod's allocation is two round trips (`_allocate_in_two_trips`): BEGIN with the pod lock and the
 endpoint and the pool lock with the tombstone, reservations and first scan; then the claims (address, insert, hint)
-with COMMIT. Everything else (a retried ADD, a re-created pod, released addresses, claims that must wait or move on,
+with COMMIT. Their statements, and a release's, are prepared once per connection and pipelined
+(`spiderweb.ipam.pipelined`). Everything else (a retried ADD, a re-created pod, released addresses, claims that must wait or move on,
 the first candidate pool unusable) takes the usual transaction, five round trips: BEGIN, the pod lock with the
 endpoint, the pool lock, the claim, COMMIT.
 
@@ -38,7 +39,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings as django_settings
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from spiderweb import metrics
@@ -65,6 +74,7 @@ from spiderweb.engine.selection import (
     multus_network_for_nic,
     plan_nics,
 )
+from spiderweb.ipam import pipelined
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReleasedAddress
 from spiderweb.ipam.tombstones import pod_tombstone_conflict, pod_tombstone_record, pod_tombstone_refuse
 from spiderweb.ipam.validation import reserved_ranges
@@ -125,6 +135,7 @@ def is_static_owner(kind: str, cluster: ClusterSettings) -> bool:
 # First key of our pg_advisory_xact_lock(int, int) locks (the second is the hash of the pod UID), so they cannot
 # collide with advisory locks anyone else takes with the other keys. Any constant works; this one spells "SWPD".
 POD_LOCK_CLASS = 0x53575044
+_POD_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))"
 
 
 def _pod_lock(pod_uid: str) -> None:
@@ -142,7 +153,7 @@ def _pod_lock(pod_uid: str) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor, metrics.lock_wait("pod"):
-        cursor.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", [POD_LOCK_CLASS, pod_uid])
+        cursor.execute(_POD_LOCK_SQL, [POD_LOCK_CLASS, pod_uid])
 
 
 # ---------------------------------------------------------------------------------------------------- allocate
@@ -647,15 +658,21 @@ def _endpoint_statement(facts: PodFacts) -> tuple[str, list]:
     """`_endpoint_lock`'s statement on PostgreSQL: the pod lock, then insert the endpoint or lock the recorded one;
     it returns the endpoint's columns and whether it was created."""
     new = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
+    db = connections[DEFAULT_DB_ALIAS]
+    params = [f.get_db_prep_save(f.pre_save(new, add=True), db) for f in _insert_fields(Endpoint)]
+    return _endpoint_sql(), [*params, POD_LOCK_CLASS, facts.uid]
+
+
+@functools.cache
+def _endpoint_sql() -> str:
     fields = _insert_fields(Endpoint)
     columns = [f.column for f in Endpoint._meta.concrete_fields]
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) SELECT {placeholders}"
-           f" FROM (SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))) AS pod_lock"
-           f" ON CONFLICT (namespace, name) DO UPDATE SET namespace = EXCLUDED.namespace"
-           f" RETURNING {', '.join(columns)}, xmax = 0")
-    params = [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields]
-    return sql, [*params, POD_LOCK_CLASS, facts.uid]
+    # Typed: a prepared statement infers no column type for a parameter in a SELECT list (NULL would be text).
+    placeholders = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
+    return (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) SELECT {placeholders}"
+            f" FROM (SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))) AS pod_lock"
+            f" ON CONFLICT (namespace, name) DO UPDATE SET namespace = EXCLUDED.namespace"
+            f" RETURNING {', '.join(columns)}, xmax = 0")
 
 
 def _endpoint_from_row(row: tuple) -> tuple[Endpoint, bool]:
@@ -869,61 +886,48 @@ def _allocate_in_two_trips(request: AllocateRequest, cluster: ClusterSettings) -
         return None
     catalog = {pools[names[0]].pk: pools[names[0]] for _, _, names in plan}
     tombstone = (facts.uid, request.container_id)
-    endpoint_sql, endpoint_params = _endpoint_statement(facts)
     finished = False
-    with connection.cursor() as cursor:
-        try:
-            with metrics.lock_wait("pod"):
-                cursor.execute(f"BEGIN; {endpoint_sql}; {_POOLS_SHARE_LOCK_SQL}",
-                               [*endpoint_params, *_pools_share_lock_params(catalog, tombstone)])
-            cursor.nextset()
-            endpoint, created = _endpoint_from_row(cursor.fetchone())
-            cursor.nextset()
-            locked, blocked, first_batches, tombstoned = _share_locked(
-                catalog, {version for _, version, _ in plan}, cursor.fetchall(), tombstone)
-            if tombstoned:
-                raise pod_tombstone_conflict(facts=facts, container_id=request.container_id)
-            if not created or len(locked) != len(catalog):
-                raise _OffTheCommonPath
-            by_pk = {pool.pk: _with_cached_ranges(pool, catalog[pool.pk]) for pool in locked}
-            annotation_routes = _annotation_routes(facts)
-            now = timezone.now()
-            rows, claims = [], []
-            for nic, version, names in plan:
-                pool = by_pk[pools[names[0]].pk]
-                free = pool.total_ranges.subtract(blocked[version])
-                if (pool.generation != catalog[pool.pk].generation or pool.disable or pool.terminating
-                        or pool.fresh_exhausted or not free):
-                    raise _OffTheCommonPath
-                candidates = _fresh_candidates(pool, free, _scan_start(pool, free), limit=CLAIM_BATCH,
-                                               batch=first_batches.pop(pool.pk, None))
-                if not candidates:
-                    raise _OffTheCommonPath
-                row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
-                row.bound_at = now
-                rows.append(row)
-                claims.append(cursor.cursor.mogrify(*_claim_statement(pool, row, candidates, recycled=False,
-                                                                      hint=True, required=True)))
-            cursor.execute("; ".join(claims) + "; COMMIT")
-            for row in rows:
-                _, number = _claim_result(row, *cursor.fetchone())
-                row.address, row.address_key = int_to_ip(number, row.ip_version), address_key(number, row.ip_version)
-                cursor.nextset()
-            finished = True
-        except (_OffTheCommonPath, DatabaseError):
-            return None
-        finally:
-            if not finished:
-                _rollback_quietly(cursor)
-    return sorted(rows, key=lambda r: (r.interface, r.ip_version))
-
-
-def _rollback_quietly(cursor) -> None:
-    """End the two-trip path's transaction; a lost connection is for the next statement to report."""
     try:
-        cursor.execute("ROLLBACK")
-    except DatabaseError:
-        log.warning("could not roll back an abandoned two-trip allocation", exc_info=True)
+        with metrics.lock_wait("pod"):
+            _, (endpoint_row,), share_rows = pipelined.send([
+                ("BEGIN", None), _endpoint_statement(facts),
+                (_POOLS_SHARE_LOCK_SQL, _pools_share_lock_params(catalog, tombstone))])
+        endpoint, created = _endpoint_from_row(endpoint_row)
+        locked, blocked, first_batches, tombstoned = _share_locked(
+            catalog, {version for _, version, _ in plan}, share_rows, tombstone)
+        if tombstoned:
+            raise pod_tombstone_conflict(facts=facts, container_id=request.container_id)
+        if not created or len(locked) != len(catalog):
+            raise _OffTheCommonPath
+        by_pk = {pool.pk: _with_cached_ranges(pool, catalog[pool.pk]) for pool in locked}
+        annotation_routes = _annotation_routes(facts)
+        now = timezone.now()
+        rows, claims = [], []
+        for nic, version, names in plan:
+            pool = by_pk[pools[names[0]].pk]
+            free = pool.total_ranges.subtract(blocked[version])
+            if (pool.generation != catalog[pool.pk].generation or pool.disable or pool.terminating
+                    or pool.fresh_exhausted or not free):
+                raise _OffTheCommonPath
+            candidates = _fresh_candidates(pool, free, _scan_start(pool, free), limit=CLAIM_BATCH,
+                                           batch=first_batches.pop(pool.pk, None))
+            if not candidates:
+                raise _OffTheCommonPath
+            row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
+            row.bound_at = now
+            rows.append(row)
+            claims.append(_claim_statement(pool, row, candidates, recycled=False, hint=True, required=True))
+        *claimed, _ = pipelined.send([*claims, ("COMMIT", None)])
+        for row, ((picked_key, pk),) in zip(rows, claimed, strict=True):
+            _, number = _claim_result(row, picked_key, pk)
+            row.address, row.address_key = int_to_ip(number, row.ip_version), address_key(number, row.ip_version)
+        finished = True
+    except (_OffTheCommonPath, DatabaseError):
+        return None
+    finally:
+        if not finished:
+            pipelined.rollback_quietly()
+    return sorted(rows, key=lambda r: (r.interface, r.ip_version))
 
 
 # ----------------------------------------------------------------------------------- concurrent claims (PostgreSQL)
@@ -1121,12 +1125,21 @@ def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, re
     """
     version = pool.ip_version
     keys = [address_key(n, version) for n in candidates]
-    fields = _insert_fields(Allocation, without=("address", "address_key"))
     # The row's values travel as one JSON document (jsonb_populate_record types them by column): one parameter
     # to render instead of one per column.
-    values = {f.column: f.pre_save(row, add=True) for f in fields}
+    values = {f.column: f.pre_save(row, add=True) for f in _claim_fields()}
     params: dict = {"keys": keys, "pool": pool.pk, "row": json.dumps(values, default=_json_datetime),
                     "family": _claim_lock_key(version, ""), "hint": keys[0], "seen": pool.scan_from}
+    return _claim_sql(version, recycled=recycled, hint=hint, required=required), params
+
+
+def _claim_fields() -> list:
+    return _insert_fields(Allocation, without=("address", "address_key"))
+
+
+@functools.cache
+def _claim_sql(version: int, *, recycled: bool, hint: bool, required: bool) -> str:
+    """`_claim_statement`'s text: a few variants, each built once (and prepared once per connection)."""
     if recycled:
         source = ("DELETE FROM ipam_releasedaddress r USING pick WHERE r.pool_id = %(pool)s AND r.address_key = pick.k "
                   "RETURNING pick.k, pick.a")
@@ -1137,22 +1150,21 @@ def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, re
     hint_sql = (", hint AS (UPDATE ipam_ippool SET scan_from = %(hint)s WHERE id = (SELECT id FROM ipam_ippool "
                 "WHERE id = %(pool)s AND scan_from = %(seen)s AND scan_from < %(hint)s "
                 "FOR NO KEY UPDATE SKIP LOCKED))") if hint else ""
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = [connection.ops.quote_name(f.column) for f in _claim_fields()]
     inserted = "spiderweb_claimed((SELECT id FROM ins))" if required else "(SELECT id FROM ins)"
-    sql = f"""
+    return f"""
 WITH pick AS MATERIALIZED (
     SELECT c.k, {_KEY_TO_INET[version]} AS a FROM unnest(%(keys)s::text[]) AS c(k)
     WHERE CASE WHEN {gone} THEN false ELSE pg_try_advisory_xact_lock(hashtextextended(%(family)s || c.k, 0)) END
     LIMIT 1
 ), src AS ({source}){hint_sql}, ins AS (
-    INSERT INTO ipam_allocation ({columns}, address, address_key)
-    SELECT {", ".join(f"r.{connection.ops.quote_name(f.column)}" for f in fields)}, src.a, src.k
+    INSERT INTO ipam_allocation ({", ".join(columns)}, address, address_key)
+    SELECT {", ".join(f"r.{column}" for column in columns)}, src.a, src.k
     FROM src, jsonb_populate_record(NULL::ipam_allocation, %(row)s::jsonb) AS r
     ON CONFLICT (pool_id, address_key) DO NOTHING RETURNING id
 )
 SELECT (SELECT k FROM pick), {inserted}
 """
-    return sql, params
 
 
 def _json_datetime(value):
@@ -1240,7 +1252,7 @@ WITH ep AS (
     )
 ), tombstone AS (
     INSERT INTO ipam_podtombstone (pod_uid, container_id, created_at)
-    SELECT %(uid)s, %(dead_sandbox_id)s, now() WHERE %(dead_sandbox_id)s <> ''
+    SELECT %(uid)s, %(dead_sandbox_id)s::text, now() WHERE %(dead_sandbox_id)s::text <> ''
     ON CONFLICT (pod_uid, container_id) DO NOTHING
 )
 SELECT host(address) FROM gone ORDER BY interface, ip_version
@@ -1263,20 +1275,16 @@ def _release_postgresql(
 def _release_postgresql_one_trip(
     *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
 ) -> list[str]:
-    """`_pod_lock` and `_RELEASE_SQL` as two statements of one message: one round trip, one transaction.
+    """`_pod_lock` and `_RELEASE_SQL` in one round trip (`pipelined.send`): one implicit transaction.
 
-    Outside a transaction (autocommit) PostgreSQL runs the statements of one simple-protocol message as one
-    implicit transaction, committed after the last; each statement still takes its own snapshot, so the
-    release sees what an ADD it waited for committed, exactly as with the lock in a statement of its own. Any
-    error rolls all of it back. The pod-lock wait observed is that of the whole message.
+    Separate statements: the release's snapshot is taken after the pod lock was granted, so it sees what an ADD
+    it waited for committed. Any error rolls all of it back. The pod-lock wait observed is that of the whole trip.
     """
     params = {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason,
-              "dead_sandbox_id": dead_sandbox_id, "lock_class": POD_LOCK_CLASS}
-    sql = "SELECT pg_advisory_xact_lock(%(lock_class)s::integer, hashtext(%(uid)s));\n" + _RELEASE_SQL
-    with connection.cursor() as cursor, metrics.lock_wait("pod"):
-        cursor.execute(sql, params)
-        cursor.nextset()
-        released = [address for (address,) in cursor.fetchall()]
+              "dead_sandbox_id": dead_sandbox_id}
+    with metrics.lock_wait("pod"):
+        _, rows = pipelined.send([(_POD_LOCK_SQL, [POD_LOCK_CLASS, pod_uid]), (_RELEASE_SQL, params)])
+    released = [address for (address,) in rows]
     if released:
         metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
     return released

@@ -326,8 +326,12 @@ def test_explain_reports_the_serving_pool_and_rolls_back():
     assert Allocation.objects.count() == 0 and Endpoint.objects.count() == 0
 
 
-def _statements(action) -> list[str]:
+def _statements(action, monkeypatch) -> list[str]:
+    """What `action` sends, one entry per round trip: a Django query, or the statements one `pipelined.send`
+    pipelines, joined with "; "."""
     from django.db import connection
+
+    from spiderweb.ipam import pipelined
 
     sent: list[str] = []
 
@@ -335,12 +339,17 @@ def _statements(action) -> list[str]:
         sent.append(sql)
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(record):
+    def record_pipeline(statements, send=pipelined.send):
+        sent.append("; ".join(sql.strip() for sql, _ in statements))
+        return send(statements)
+
+    with monkeypatch.context() as patched, connection.execute_wrapper(record):
+        patched.setattr(pipelined, "send", record_pipeline)
         action()
     return sent
 
 
-def test_a_new_pods_dual_stack_allocation_is_two_round_trips_on_postgresql():
+def test_a_new_pods_dual_stack_allocation_is_two_round_trips_on_postgresql(monkeypatch):
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -351,7 +360,7 @@ def test_a_new_pods_dual_stack_allocation_is_two_round_trips_on_postgresql():
     allocation.ippool_allocate(request=allocation.AllocateRequest(facts=f.facts("warm-up", annotations=ann(
         ipv4=["v4"])), if_name="eth0"))  # the pool catalog and cluster settings cached, as in a running portal
     result = {}
-    sent = _statements(lambda: result.update(f.allocate(pod, container_id="sandbox-1")))
+    sent = _statements(lambda: result.update(f.allocate(pod, container_id="sandbox-1")), monkeypatch)
     assert addresses(result) == ["10.0.0.11/24", "fd00::10/64"]
     assert len(sent) == 2 and sent[0].startswith("BEGIN;") and sent[1].endswith("; COMMIT")
     # and what it wrote is what the usual path writes: the rows, the endpoint, the pools' scan hints
@@ -360,11 +369,11 @@ def test_a_new_pods_dual_stack_allocation_is_two_round_trips_on_postgresql():
     assert Endpoint.objects.get(name=pod.name).uid == pod.uid
     # When the same ADD comes again (a retry), the endpoint exists: the usual path answers, with the same addresses
     again = {}
-    sent = _statements(lambda: again.update(f.allocate(pod, container_id="sandbox-1")))
+    sent = _statements(lambda: again.update(f.allocate(pod, container_id="sandbox-1")), monkeypatch)
     assert addresses(again) == addresses(result) and not any(s.startswith("BEGIN;") for s in sent[1:])
 
 
-def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_and_moves_on():
+def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_and_moves_on(monkeypatch):
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -384,7 +393,7 @@ def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_an
         # walks on to the next batch
         result = {}
         sent = _statements(lambda: result.update(f.allocate(f.facts(annotations=ann(ipv4=["p"])),
-                                                            container_id="sandbox-1")))
+                                                            container_id="sandbox-1")), monkeypatch)
         begin = next(i for i, sql in enumerate(sent) if sql.startswith("BEGIN;"))  # after the cold caches' reads
         assert "spiderweb_claimed" in sent[begin + 1] and sent[begin + 2] == "ROLLBACK"
         assert addresses(result) == ["10.0.0.33/16"]
