@@ -8,10 +8,11 @@ kept, because a chained plugin must pass on what it does not understand.
 
 from __future__ import annotations
 
-from _collections_abc import Mapping  # = collections.abc, without importing collections (start-up)
-
 from cni import addresses
 from cni.versions import is_legacy_result_version
+
+if False:  # annotations only (postponed): collections.abc would add ~1 ms to every call's start-up
+    from collections.abc import Mapping
 
 
 class ResultFormatError(ValueError):
@@ -26,7 +27,7 @@ def convert_result(result: Mapping[str, object], cni_version: str) -> dict:
     >>> convert_result({"ips": [{"version": "6", "address": "fd00::9/64"}]}, "1.0.0")["ips"]
     [{'address': 'fd00::9/64'}]
     """
-    if not isinstance(result, Mapping):
+    if not isinstance(result, dict):
         raise ResultFormatError("a CNI result must be a JSON object")
     converted = _copy(dict(result))
     converted["cniVersion"] = cni_version

@@ -358,15 +358,18 @@ def test_executable_compiles_the_embedded_source_when_the_bytecode_is_for_anothe
     assert json.loads(done.stdout)["cniVersion"] == "0.4.0"
 
 
-def test_executable_start_up_imports_no_heavy_module(executables):
-    # The modules whose import dominated an executable's start-up (see cni/package.py and cni/jsontext.py)
-    done = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", str(executables["spiderpool"])],
+@pytest.mark.parametrize("name", ["spiderpool", "coordinator"])
+def test_executable_start_up_imports_no_heavy_module(executables, name):
+    # The modules whose import dominated an executable's start-up (see cni/package.py and cni/jsontext.py); os and
+    # collections.abc are not imported by a bare `python3 -I -S`, and cost ~1 ms together
+    done = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", str(executables[name])],
                           input=b'{"cniVersion":"1.0.0"}', env={"CNI_COMMAND": "VERSION"}, capture_output=True,
                           timeout=60)
     imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines() if "|" in line}
 
-    assert done.returncode == 0 and "cni.spiderpool" in imported
-    assert imported.isdisjoint({"json", "re", "logging", "dataclasses", "ipaddress", "socket", "runpy", "copy"})
+    assert done.returncode == 0 and f"cni.{name}" in imported
+    assert imported.isdisjoint({"json", "re", "logging", "dataclasses", "ipaddress", "socket", "runpy", "copy",
+                                "os", "_collections_abc", "collections"})
 
 
 def test_package_cli_needs_an_output_directory(tmp_path):
@@ -420,3 +423,16 @@ def test_executable_on_too_old_python_prints_a_cni_error(executables):
 
     assert done.returncode == 1
     assert json.loads(done.stdout)["msg"] == "spiderpool needs python3 >= 3.9, found 3.8"
+
+
+def test_the_process_environment_is_read_as_os_environ_has_it():
+    from cni.dispatch import process_environ
+
+    assert process_environ() == dict(os.environ)
+
+
+@pytest.mark.parametrize(("path", "exists"), [("", False), ("/", True), ("/no/such/netns", False), ("/a\0b", False)])
+def test_path_exists_answers_as_os_path_exists(path, exists):
+    from cni.invocation import path_exists
+
+    assert path_exists(path) is exists is (bool(path) and "\0" not in path and os.path.exists(path))
