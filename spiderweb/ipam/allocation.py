@@ -19,9 +19,9 @@ One allocation is one short transaction:
 On PostgreSQL a new pod's allocation is two round trips (`_allocate_in_two_trips`): BEGIN with the pod lock and the
 endpoint and the pool lock with the tombstone, reservations and first scan; then the claims (address, insert, hint)
 with COMMIT. Their statements, and a release's, are prepared once per connection and pipelined
-(`spiderweb.ipam.pipelined`). Everything else (a retried ADD, a re-created pod, released addresses, claims that must wait or move on,
-the first candidate pool unusable) takes the usual transaction, five round trips: BEGIN, the pod lock with the
-endpoint, the pool lock, the claim, COMMIT.
+(`spiderweb.ipam.pipelined`). Everything else (a retried ADD, a re-created pod, released addresses, claims that
+must wait or move on, the first candidate pool unusable) takes the usual transaction, five round trips: BEGIN, the
+pod lock with the endpoint, the pool lock, the claim, COMMIT.
 
 Every NIC and family of a request succeeds or none does (no half-allocated dual-stack pod). ADD is idempotent by
 (pod UID, interface); DEL is idempotent and guarded by pod UID, so a DEL for an older incarnation does nothing.
