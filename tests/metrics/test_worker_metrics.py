@@ -5,6 +5,8 @@ the lab's API server), and the broker's queue depth."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 from celery import Celery
@@ -99,6 +101,24 @@ def test_worker_counts_runs_and_a_scan_asked_for_by_the_cli_releases_a_leak(tran
         assert live.scrape(f"{portal.url}/metrics").value("spiderpool_total_ippool_counts") == 1
     finally:
         live.stop(portal)
+        live.stop(worker)
+
+
+def test_the_worker_forks_its_pool_from_a_process_without_threads_and_its_listener_ends_with_it(transactional_db,
+                                                                                                   tmp_path):
+    # Given a prefork worker serving its metrics
+    worker = live.worker_start(tmp_path, live.live_env())
+    try:
+        # Then its main process, which forks a pool process whenever one exits, runs no thread but its own: a scrape
+        # served by a thread there would leave the locks it holds locked in the forked process (a pool process that
+        # then never ran a task)
+        assert os.listdir(f"/proc/{worker.process.pid}/task") == [str(worker.process.pid)]
+        assert live.http_ok(f"{worker.url}/metrics")
+        # And when the worker dies without a word, its listener goes too
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(timeout=10)
+        wait_for("the listener to end with the worker", lambda: not live.http_ok(f"{worker.url}/metrics"), timeout=10)
+    finally:
         live.stop(worker)
 
 
