@@ -680,7 +680,9 @@ def _churn_and_audit(lab: ChaosLab, settings: Settings, report: Report, started:
     zero_at = None
     while time.monotonic() < deadline:
         findings = db_retry(lambda: audit(lab.api, NAMESPACE, kubelet=lab.kubelet, with_netns=False))
-        settled = churn.settled()
+        # A StatefulSet pod force-deleted at the churn's end is running again with its address while its old
+        # sandbox, whose DEL the kubelet reorders after the new ADD, still holds it: wait for that DEL too.
+        settled = churn.settled() and not lab.kubelet.late_dels_pending()
         if not findings.leaks and settled:
             zero_at = time.monotonic()
             break

@@ -561,6 +561,11 @@ class FakeKubelet:
         self.topology.remove_netns(sandbox.netns)
         self.sandboxes.pop((sandbox.namespace, sandbox.name), None)
 
+    def late_dels_pending(self) -> int:
+        """Old incarnations' sandboxes still waiting for their (reordered or retried) DEL: until it runs, such a
+        sandbox keeps its addresses in the kernel, so a run is not settled."""
+        return len(self._detached)
+
     def _detach(self, sandbox: Sandbox, delay: float | None = None) -> None:
         """Tear down an old incarnation's sandbox later, off the pod's key (retried until DEL succeeds)."""
         if delay is None:
