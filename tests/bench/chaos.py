@@ -7,7 +7,8 @@ restarted at random moments, the portal is stalled (SIGSTOP), PostgreSQL and Red
 (up to 700 s, beyond one default full-scan period) for GC to reclaim every leaked address and audits.
 
 Prints progress; last line: `chaos pods=<n> kills=<k> dupes=<d> leaks=<l> reclaim_s=<s>` where reclaim_s is the
-time from the end of the churn to zero leaks (`inf` if never). `BENCH_PODS` changes the number of pods,
+time from the end of the churn to zero leaks with the run settled, the kubelet's late DELs included (`inf` if
+never). `BENCH_PODS` changes the number of pods,
 `BENCH_RECLAIM_TIMEOUT` the wait for reclaim, `SPIDERWEB_CHAOS_SEED` replays a run's choices, `SPIDERPOOL_GC_*`
 reach the portal, worker and watcher.
 """
