@@ -211,8 +211,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "spiderweb.ipam.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "spiderweb.ipam.api.throttles.AnonRateThrottle",
+        "spiderweb.ipam.api.throttles.UserRateThrottle",
     ],
     # <n>/<second|minute|hour|day>; "node" is per node credential, "login" per client address (api/throttles.py)
     "DEFAULT_THROTTLE_RATES": {
@@ -224,11 +224,13 @@ REST_FRAMEWORK = {
 }
 
 # Throttle counters (and nothing else yet): in-process memory unless SPIDERWEB_CACHE_URL names a Redis shared by every
-# portal process.
+# portal process (the chart points it at the broker's). Short socket timeouts: the throttles let requests through
+# while that Redis is away (api/throttles.py), and an allocation must not wait long to learn it is.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if os.environ.get("SPIDERWEB_CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": os.environ["SPIDERWEB_CACHE_URL"]}}
+                          "LOCATION": os.environ["SPIDERWEB_CACHE_URL"], "KEY_PREFIX": "spiderweb-cache",
+                          "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
 
 # REST API tokens: only a SHA-512 digest is stored; each expires SPIDERWEB_API_TOKEN_TTL_HOURS (default 30 days)
 # after it was issued; clients rotate their own (api/tokens.py).

@@ -1,11 +1,18 @@
 """Request rates (issue 10, Low 9): the public API per user and per anonymous client, the internal API per node,
 the admin login per client address. Over the rate: 429 with Retry-After, and other callers are unaffected."""
 
+import urllib.error
+import urllib.request
+
 import pytest
+import redis
 from django.urls import reverse
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from spiderweb.ipam import services
+from spiderweb.ipam.api import throttles
+from tests import live
 
 pytestmark = pytest.mark.django_db
 
@@ -56,3 +63,49 @@ def test_admin_login_attempts_are_throttled_per_client(client, django_user_model
     # The right password does not get past the throttle either, until the window passes
     assert client.post(url, {"username": "admin", "password": "right-password-1"}).status_code == 429
     assert client.get(url).status_code == 200
+
+
+def test_the_rates_are_not_enforced_while_the_counters_cannot_be_read(api, staff, rates, settings, caplog,
+                                                                     monkeypatch):
+    # Given a rate of 2 a minute and counters in a Redis that does not answer
+    rates(user="2/minute")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0", "OPTIONS": {"socket_connect_timeout": 0.5}}}
+    monkeypatch.setitem(throttles._cache_down_logged, "at", float("-inf"))
+    # When a user makes four requests
+    answers = [api(staff).get(reverse("tenant-list")).status_code for _ in range(4)]
+    # Then all are answered, and the log says the rates are not enforced (once)
+    assert answers == [200, 200, 200, 200]
+    assert caplog.text.count("request rates not enforced") == 1
+
+
+def _get_status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_portal_processes_count_in_one_redis(staff, tmp_path, settings):
+    # Given the portal under gunicorn with two worker processes, a rate of 3 a minute and SPIDERWEB_CACHE_URL
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("needs the Redis broker")
+    token = AuthToken.objects.create(user=staff)[1]
+    env = live.live_env()
+    shared = redis.Redis.from_url(env["CELERY_BROKER_URL"])
+    shared.flushdb()
+    portal = live.portal_start(tmp_path, env | {"SPIDERWEB_CACHE_URL": env["CELERY_BROKER_URL"],
+                                                "SPIDERWEB_THROTTLE_USER": "3/minute"}, workers=2)
+    try:
+        # When the user makes six requests, each on a connection of its own (any worker may take it)
+        answers = [_get_status(f"{portal.url}{reverse('tenant-list')}", token) for _ in range(6)]
+        # Then three are answered, whichever process took them, and the counter is in that Redis
+        assert answers == [200, 200, 200, 429, 429, 429]
+        assert shared.keys(f"spiderweb-cache:*throttle_user_{staff.pk}")
+    finally:
+        live.stop(portal)
+        shared.flushdb()
+        shared.close()

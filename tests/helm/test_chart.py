@@ -1089,3 +1089,23 @@ def test_helm_binary_built_by_the_recipe_is_current():
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == HELM
     assert "go install" not in result.stderr
+
+
+@needs_helm
+def test_the_portal_shares_its_rate_counters_and_reads_the_metrics_token_from_the_env_secret():
+    # Given a metrics token
+    docs = _render("metrics.token=t0k")
+    portal = _one(docs, "Deployment", "spiderweb-portal")["spec"]["template"]["spec"]["containers"][0]
+    env = _env(portal)
+    # Then the portal processes count request rates in the broker's Redis
+    assert env["SPIDERWEB_CACHE_URL"] == {"secretKeyRef": {"name": "spiderweb-env", "key": "CELERY_BROKER_URL"}}
+    # And the token reaches the portal through the env Secret, never as plain text in the pod spec
+    assert env["SPIDERWEB_METRICS_TOKEN"] == {"secretKeyRef": {"name": "spiderweb-env",
+                                                               "key": "SPIDERWEB_METRICS_TOKEN"}}
+    assert _one(docs, "Secret", "spiderweb-env")["stringData"]["SPIDERWEB_METRICS_TOKEN"] == "t0k"
+    assert "t0k" not in json.dumps(_one(docs, "Deployment", "spiderweb-portal"))
+    # And without a token there is neither the variable nor the key
+    plain = _render()
+    plain_portal = _one(plain, "Deployment", "spiderweb-portal")["spec"]["template"]["spec"]["containers"][0]
+    assert "SPIDERWEB_METRICS_TOKEN" not in _env(plain_portal)
+    assert "SPIDERWEB_METRICS_TOKEN" not in _one(plain, "Secret", "spiderweb-env")["stringData"]

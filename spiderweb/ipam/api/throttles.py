@@ -5,13 +5,47 @@ Counters live in Django's cache: per process with the default in-memory cache, s
 when `SPIDERWEB_CACHE_URL` names a Redis. Rates are DRF's `<n>/<second|minute|hour|day>` from the environment
 (`settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`). A throttled request gets 429 with Retry-After; the node agent
 retries 429 like a 503.
+
+While the cache cannot be read, every throttle lets requests through and logs it: a rate limit is a guard, and a
+Redis outage must not stop pods from getting addresses (PostgreSQL alone is on the allocation path).
 """
 
+import logging
+import time
+
 from django.http import JsonResponse
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework import throttling
+
+log = logging.getLogger(__name__)
+
+CACHE_DOWN_LOG_INTERVAL = 60.0  # seconds between two warnings that the counters cannot be read
+_cache_down_logged = {"at": float("-inf")}
 
 
-class NodeRateThrottle(SimpleRateThrottle):
+class _FailOpen:
+    """Let the request through when the counters' cache is unreachable (see the module's docstring)."""
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # noqa: BLE001 - the cache backend's errors (redis-py's, OSError) vary
+            now = time.monotonic()
+            if now - _cache_down_logged["at"] >= CACHE_DOWN_LOG_INTERVAL:
+                _cache_down_logged["at"] = now
+                log.warning("request rates not enforced: the throttle cache cannot be read: %s: %s",
+                            type(exc).__name__, exc)
+            return True
+
+
+class AnonRateThrottle(_FailOpen, throttling.AnonRateThrottle):
+    """DRF's, per anonymous client address."""
+
+
+class UserRateThrottle(_FailOpen, throttling.UserRateThrottle):
+    """DRF's, per user."""
+
+
+class NodeRateThrottle(_FailOpen, throttling.SimpleRateThrottle):
     """One bucket per node credential: a runaway or compromised agent cannot starve the other nodes."""
 
     scope = "node"
@@ -21,7 +55,7 @@ class NodeRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": node} if node else None
 
 
-class LoginRateThrottle(SimpleRateThrottle):
+class LoginRateThrottle(_FailOpen, throttling.SimpleRateThrottle):
     """Login attempts (POST) per client address: password guessing gets 429s after a few tries a minute."""
 
     scope = "login"
