@@ -8,6 +8,7 @@ import pytest
 import redis
 from django.urls import reverse
 from knox.models import AuthToken
+from rest_framework import throttling
 from rest_framework.test import APIClient
 
 from spiderweb.ipam import services
@@ -71,12 +72,24 @@ def test_the_rates_are_not_enforced_while_the_counters_cannot_be_read(api, staff
     rates(user="2/minute")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:1/0", "OPTIONS": {"socket_connect_timeout": 0.5}}}
-    monkeypatch.setitem(throttles._cache_down_logged, "at", float("-inf"))
+    monkeypatch.setattr(throttles, "_cache_down", {"logged_at": float("-inf"), "retry_at": float("-inf")})
+    tried = []
+    real_allow = throttling.SimpleRateThrottle.allow_request
+    monkeypatch.setattr(throttling.SimpleRateThrottle, "allow_request",
+                        lambda self, *args: tried.append(1) or real_allow(self, *args))
     # When a user makes four requests
-    answers = [api(staff).get(reverse("tenant-list")).status_code for _ in range(4)]
-    # Then all are answered, and the log says the rates are not enforced (once)
+    answers = [api(staff).get(reverse("tenant-list")).status_code]
+    asked = len(tried)
+    answers += [api(staff).get(reverse("tenant-list")).status_code for _ in range(3)]
+    # Then all are answered, the throttles asked the cache for the first only (not again for CACHE_RETRY_INTERVAL),
+    # and the log says the rates are not enforced, once
     assert answers == [200, 200, 200, 200]
+    assert asked and len(tried) == asked
     assert caplog.text.count("request rates not enforced") == 1
+    # And once the interval has passed, the cache is asked again
+    monkeypatch.setitem(throttles._cache_down, "retry_at", float("-inf"))
+    assert api(staff).get(reverse("tenant-list")).status_code == 200
+    assert len(tried) == 2 * asked
 
 
 def _get_status(url: str, token: str) -> int:

@@ -19,19 +19,24 @@ from rest_framework import throttling
 log = logging.getLogger(__name__)
 
 CACHE_DOWN_LOG_INTERVAL = 60.0  # seconds between two warnings that the counters cannot be read
-_cache_down_logged = {"at": float("-inf")}
+CACHE_RETRY_INTERVAL = 5.0  # seconds the throttles leave an unreachable cache alone before trying it again
+_cache_down = {"logged_at": float("-inf"), "retry_at": float("-inf")}
 
 
 class _FailOpen:
-    """Let the request through when the counters' cache is unreachable (see the module's docstring)."""
+    """Let the request through when the counters' cache is unreachable (see the module's docstring), and do not
+    ask it again for CACHE_RETRY_INTERVAL: a cache that times out would otherwise add its timeout to every request."""
 
     def allow_request(self, request, view):
+        now = time.monotonic()
+        if now < _cache_down["retry_at"]:
+            return True
         try:
             return super().allow_request(request, view)
         except Exception as exc:  # noqa: BLE001 - the cache backend's errors (redis-py's, OSError) vary
-            now = time.monotonic()
-            if now - _cache_down_logged["at"] >= CACHE_DOWN_LOG_INTERVAL:
-                _cache_down_logged["at"] = now
+            _cache_down["retry_at"] = now + CACHE_RETRY_INTERVAL
+            if now - _cache_down["logged_at"] >= CACHE_DOWN_LOG_INTERVAL:
+                _cache_down["logged_at"] = now
                 log.warning("request rates not enforced: the throttle cache cannot be read: %s: %s",
                             type(exc).__name__, exc)
             return True
