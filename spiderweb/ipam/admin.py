@@ -410,9 +410,19 @@ class ServiceBackedAdmin(ChangeLogHistoryMixin, ServiceDeleteMixin, admin.ModelA
 
 
 class PortableMixin(ImportExportMixin):
-    """Import and export buttons (CSV, JSON, YAML); the rows go through the services (`ipam.resources`)."""
+    """Import and export buttons (CSV, JSON, YAML); the rows go through the services (`ipam.resources`).
+
+    By the tenant rules, like every other page: a tenant member exports the rows they see (the scoped changelist)
+    and imports into their tenants, each row checked by the resource against the importing user's rights.
+    """
 
     formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML]
+
+    def has_import_permission(self, request):
+        return tenant_object_permission(request.user, "add", self.model)
+
+    def has_export_permission(self, request):
+        return tenant_object_permission(request.user, "view", self.model)
 
 
 class EndpointAllocationInline(admin.TabularInline):

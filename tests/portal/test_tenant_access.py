@@ -4,15 +4,19 @@ objects, by the REST API's rules (asked of the same functions); they create, rot
 Two tenants: alice is a member of tenant-a only (not staff, no model permission); tenant-b owns a subnet and a pool.
 """
 
+import csv
+import io
 import json
 
 import pytest
 from django.urls import reverse
+from import_export.forms import SelectableFieldsExportForm
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from spiderweb.ipam import services
 from spiderweb.ipam.models import IPPool
+from spiderweb.ipam.resources import IPPoolResource
 from spiderweb.tenancy.models import Tenant
 from tests.ipam import factories as f
 
@@ -199,6 +203,73 @@ def test_member_disables_their_own_pool_with_the_bulk_action(member_web):
     assert response.status_code == 302
     a_pool.refresh_from_db()
     assert a_pool.disable is True
+
+
+# ------------------------------------------------------------------------------------------- import and export
+
+
+def _export_csv(client) -> str:
+    fields = {SelectableFieldsExportForm.create_boolean_field_name(IPPoolResource, name): "on"
+              for name in IPPoolResource().get_export_order()}
+    response = client.post(reverse("admin:ipam_ippool_export"), {"format": "0", "resource": "0", **fields})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def _import_csv(client, text: str):
+    """Upload `text` as a pool CSV; returns the dry run's result and the confirm form's data."""
+    upload = io.BytesIO(text.encode())
+    upload.name = "pools.csv"
+    preview = client.post(reverse("admin:ipam_ippool_import"), {"format": "0", "resource": "0",
+                                                                 "import_file": upload})
+    assert preview.status_code == 200
+    confirm = preview.context.get("confirm_form")
+    return preview.context["result"], (confirm.initial if confirm is not None else None)
+
+
+def test_member_exports_the_pools_they_see(member_web):
+    text = _export_csv(member_web)
+    assert "a-pool" in text and "b-pool" not in text
+
+
+def test_member_imports_a_pool_into_their_tenant(member_web):
+    # Given tenant-a's pool exported, then deleted
+    text = _export_csv(member_web)
+    services.ippool_delete(pool=IPPool.objects.get(name="a-pool"))
+    # When alice imports the file
+    result, confirm = _import_csv(member_web, text)
+    assert not result.has_errors() and not result.has_validation_errors()
+    assert member_web.post(reverse("admin:ipam_ippool_process_import"), confirm).status_code == 302
+    # Then the pool is back in tenant-a
+    assert IPPool.objects.get(name="a-pool").tenant.name == "tenant-a"
+
+
+def _pools_csv(*rows: tuple[str, str, str, str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["name", "tenant", "subnet", "ips"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("row", "refusal"), [
+    (("b-pool-2", "tenant-b", "10.2.0.0/24", '["10.2.0.50"]'), "you may not add IP pools of tenant tenant-b"),
+    (("b-pool", "tenant-b", "10.2.0.0/24", '["10.2.0.10-10.2.0.21"]'),
+     "you may not change IP pools of tenant tenant-b"),
+    (("a-pool-2", "tenant-a", "10.2.0.0/24", '["10.2.0.50"]'), "another tenant"),
+])
+def test_member_imports_nothing_outside_their_tenant(member_web, row, refusal):
+    # Given a file with one row for her own tenant and one that is not hers to write (another tenant's new pool,
+    # another tenant's pool, or a pool of hers inside another tenant's subnet)
+    text = _pools_csv(("a-pool-3", "tenant-a", "10.1.0.0/24", '["10.1.0.50"]'), row)
+    # When alice imports it
+    result, confirm = _import_csv(member_web, text)
+    # Then the row is refused with the reason, there is nothing to confirm, and nothing was written
+    assert result.has_validation_errors() and confirm is None
+    assert [invalid.number for invalid in result.invalid_rows] == [2]
+    assert refusal in str(result.invalid_rows[0].error_dict)
+    assert not IPPool.objects.filter(name__in=["a-pool-2", "a-pool-3", "b-pool-2"]).exists()
+    assert IPPool.objects.get(name="b-pool").ips == ["10.2.0.10-10.2.0.20"]
 
 
 # ----------------------------------------------------------------------------------------------- their API tokens
