@@ -400,3 +400,20 @@ def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_an
         assert Endpoint.objects.count() == 1 and Allocation.objects.count() == 1
     finally:
         other.close()
+
+
+def test_planning_builds_each_pools_view_once_per_catalog_load_not_per_allocation(monkeypatch):
+    # Given twenty pools, and a catalog that stays cached for the whole test
+    monkeypatch.setattr(allocation, "POOL_CATALOG_TTL", 3600.0)
+    names = [f"idx-{i}" for i in range(20)]
+    for i, name in enumerate(names):
+        f.pool(name, f"10.90.{i}.0/24", [f"10.90.{i}.10-10.90.{i}.20"])
+    built = []
+    real_view = allocation.pool_view
+    monkeypatch.setattr(allocation, "pool_view", lambda pool: built.append(pool.name) or real_view(pool))
+    # When three pods get addresses from the first one
+    for n in range(3):
+        f.allocate(f.facts(f"idx-pod-{n}", annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["idx-0"]})}))
+    # Then every pool's view was built once: an allocation's planning does not grow with the number of pools
+    assert sorted(built) == sorted(names)
+    assert Allocation.objects.filter(pool__name="idx-0").count() == 3
