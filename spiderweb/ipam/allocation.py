@@ -234,12 +234,42 @@ def _pool_catalog() -> tuple[dict[str, IPPool], bool]:
     now = time.monotonic()
     if _pool_catalog_cache.get("at", -1e9) + POOL_CATALOG_TTL >= now:
         return _pool_catalog_cache["pools"], True
-    pools = {p.name: p for p in IPPool.objects.select_related("owner_subnet")}
-    _pool_catalog_cache.update(pools=pools, at=now)
+    pools, versions = _pool_catalog_load(_pool_catalog_cache.get("pools"), _pool_catalog_cache.get("versions"))
+    _pool_catalog_cache.update(pools=pools, versions=versions, at=now)
     return pools, False
 
 
+# Every pool's and subnet's row version. A row's xmin changes with every UPDATE of it (a row lock leaves it alone).
+_ROW_VERSIONS_SQL = ("SELECT 'p', id, xmin::text FROM ipam_ippool UNION ALL "
+                     "SELECT 's', id, xmin::text FROM ipam_subnet")
+
+
+def _pool_catalog_load(pools: dict[str, IPPool] | None, versions: dict | None) -> tuple[dict[str, IPPool], dict | None]:
+    """The catalog and its row versions, read again: on PostgreSQL only the pools whose row changed since `versions`
+    (a refresh with a thousand pools reads two small columns of each, not every pool's JSON); all of them the first
+    time, on SQLite, or when a subnet changed (a pool carries its subnet).
+
+    The versions are read before the rows, so a row changed in between is read again at the next refresh rather
+    than kept stale.
+    """
+    if connection.vendor != "postgresql":
+        return {p.name: p for p in IPPool.objects.select_related("owner_subnet")}, None
+    with connection.cursor() as cursor:
+        cursor.execute(_ROW_VERSIONS_SQL)
+        fresh = {(kind, pk): xmin for kind, pk, xmin in cursor.fetchall()}
+    subnets = {key: xmin for key, xmin in fresh.items() if key[0] == "s"}
+    if pools is None or versions is None or subnets != {k: x for k, x in versions.items() if k[0] == "s"}:
+        return {p.name: p for p in IPPool.objects.select_related("owner_subnet")}, fresh
+    changed = [pk for (kind, pk), xmin in fresh.items() if kind == "p" and versions.get((kind, pk)) != xmin]
+    kept = {name: pool for name, pool in pools.items()
+            if ("p", pool.pk) in fresh and versions.get(("p", pool.pk)) == fresh[("p", pool.pk)]}
+    if changed:
+        kept.update((p.name, p) for p in IPPool.objects.select_related("owner_subnet").filter(pk__in=changed))
+    return kept, fresh
+
+
 def pool_catalog_invalidate() -> None:
+    """Read the whole catalog again at the next allocation (after a change made in this process)."""
     _pool_catalog_cache.clear()
 
 

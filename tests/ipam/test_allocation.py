@@ -7,6 +7,7 @@ transaction as its fallback, so every test here runs both where they apply."""
 import json
 
 import pytest
+from django.db import connection
 
 from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, NoPoolAvailable, NotFound
 from spiderweb.engine.selection import CniDefaults
@@ -417,3 +418,37 @@ def test_planning_builds_each_pools_view_once_per_catalog_load_not_per_allocatio
     # Then every pool's view was built once: an allocation's planning does not grow with the number of pools
     assert sorted(built) == sorted(names)
     assert Allocation.objects.filter(pool__name="idx-0").count() == 3
+
+
+def _catalog_expired(state: dict) -> dict[str, object]:
+    """Put back a catalog read earlier, as if it had just expired (changes made since came from elsewhere)."""
+    allocation._pool_catalog_cache.clear()
+    allocation._pool_catalog_cache.update(state, at=-1e9)
+    pools, cached = allocation._pool_catalog()
+    assert cached is False
+    return pools
+
+
+def test_a_catalog_refresh_reads_again_only_the_pools_that_changed():
+    if connection.vendor != "postgresql":
+        pytest.skip("row versions (xmin) are PostgreSQL's; SQLite reads the whole catalog each time")
+    # Given three pools in the catalog
+    for i, name in enumerate(("cat-a", "cat-b", "cat-gone")):
+        f.pool(name, f"10.91.{i}.0/24", [f"10.91.{i}.10-10.91.{i}.20"])
+    first, _ = allocation._pool_catalog()
+    state = dict(allocation._pool_catalog_cache)
+    # When, elsewhere, one pool changes, one is deleted and one is created
+    services.ippool_update(pool=f.pool_get("cat-b"), spec={"node_name": ["node-9"]})
+    services.ippool_delete(pool=f.pool_get("cat-gone"))
+    f.pool("cat-new", "10.91.3.0/24", ["10.91.3.10-10.91.3.20"])
+    # Then the refresh has the change, the deletion and the new pool, and kept the unchanged pool's row as read
+    refreshed = _catalog_expired(state)
+    assert sorted(refreshed) == ["cat-a", "cat-b", "cat-new"]
+    assert refreshed["cat-a"] is first["cat-a"]
+    assert refreshed["cat-b"].node_name == ["node-9"] and refreshed["cat-b"].generation == 2
+    # And a subnet's change reads every pool again (a pool carries its subnet)
+    state = dict(allocation._pool_catalog_cache)
+    subnet = services.subnet_create(tenant=f.pool_get("cat-a").tenant, name="cat-subnet",
+                                    spec={"subnet": "10.92.0.0/24", "ips": ["10.92.0.10-10.92.0.20"]})
+    assert subnet.pk
+    assert _catalog_expired(state)["cat-a"] is not refreshed["cat-a"]
