@@ -54,8 +54,8 @@ test: test-deps
 	export SPIDERWEB_SECRET_KEY=test-only-secret SPIDERWEB_REQUIRE_LAB=1 SPIDERWEB_REQUIRE_IMAGE=1 SPIDERWEB_REQUIRE_BROWSER=1; \
 	$(MAKE) --no-print-directory lint; \
 	$(PY) manage.py makemigrations --check --dry-run; \
-	echo "== allocator on the embedded default (SQLite)"; \
-	DATABASE_URL=sqlite:///$$(mktemp -d)/sqlite3 $(PY) -m pytest -q -p no:cacheprovider tests/ipam/test_allocation.py; \
+	echo "== allocator and pool rules on the embedded default (SQLite)"; \
+	DATABASE_URL=sqlite:///$$(mktemp -d)/sqlite3 $(PY) -m pytest -q -p no:cacheprovider tests/ipam/test_allocation.py tests/ipam/test_validation.py; \
 	echo "== the whole suite on PostgreSQL"; \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -9,7 +9,9 @@ messages otherwise. Cross-object rules (overlap, subset of the owning subnet) re
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
 
 from spiderweb.engine.errors import InvalidInput
 from spiderweb.engine.ranges import RangeSet, parse_cidr
@@ -252,11 +254,8 @@ def ippool_clean(spec: dict, *, instance: IPPool | None = None) -> dict:
     if instance is not None:
         others = others.exclude(pk=instance.pk)
     if instance is None:
-        for other in others:
-            if other.subnet == out["subnet"]:
-                continue
-            if other.network.overlaps(network):
-                errors.add("subnet", f"{network} overlaps the subnet {other.subnet} of IPPool {other.name}.")
+        for name, subnet in _pools_overlapping(others.exclude(subnet=out["subnet"]), network):
+            errors.add("subnet", f"{network} overlaps the subnet {subnet} of IPPool {name}.")
     for other in others.filter(subnet=out["subnet"]):
         clash = other.total_ranges.intersect(total)
         if clash:
@@ -281,6 +280,20 @@ def ippool_clean(spec: dict, *, instance: IPPool | None = None) -> dict:
             errors.add("ips", f"cannot remove allocated addresses {', '.join(held[:5])} from the pool.")
     errors.raise_if_any()
     return out
+
+
+def _pools_overlapping(pools: QuerySet[IPPool], network) -> list[tuple[str, str]]:
+    """(name, subnet) of the `pools` whose subnet overlaps `network`, in name order.
+
+    PostgreSQL compares in the query (`&&` on inet), so a create does not read every pool of the cluster; SQLite
+    (the embedded default, a small cluster) compares their subnet columns here.
+    """
+    rows = pools.order_by("name")
+    if connection.vendor == "postgresql":
+        overlaps = RawSQL("subnet::inet && %s::inet", [str(network)], output_field=BooleanField())
+        return list(rows.alias(overlaps=overlaps).filter(overlaps=True).values_list("name", "subnet"))
+    return [(name, subnet) for name, subnet in rows.values_list("name", "subnet")
+            if parse_cidr(subnet).overlaps(network)]
 
 
 def _held_outside(pool: IPPool, total: RangeSet) -> list[str]:

@@ -3,8 +3,11 @@
 Each operation (one allocation or one release) is one transaction through `spiderweb.ipam.allocation`; the
 baseline is one single-row INSERT transaction per operation on the same server, at the same concurrency. All
 allocation workers share ONE pool (the honest contention case). It runs at 1, 8 and 32 processes
-(BENCH_CONCURRENCY overrides) because allocation must scale with concurrency, not only be fast alone.
-Last line: alloc_vs_bare_postgres=<the MINIMUM ratio over those concurrencies> (the worst case is the figure).
+(BENCH_CONCURRENCY overrides) because allocation must scale with concurrency, not only be fast alone. Then
+BENCH_EXTRA_POOLS (default 1000) more pools are created through the service and the one-pool figures are taken again
+at 1 and 8 processes: an allocation must not slow down with the number of pools in the cluster (an auto pool per
+application adds up). Last line: alloc_vs_bare_postgres=<the MINIMUM ratio over the concurrencies> (the worst
+case is the figure).
 """
 
 import json
@@ -16,6 +19,7 @@ from tests.bench.common import now, run_processes, setup_django_on_bench_db
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "6"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").split(",")]
+EXTRA_POOLS = int(os.environ.get("BENCH_EXTRA_POOLS", "1000"))
 
 
 def _alloc_worker(index: int, deadline: float, queue) -> None:
@@ -66,10 +70,12 @@ def main() -> None:
     print(f"bench-alloc: {DURATION:.0f} s per run, one shared /16 pool, PostgreSQL {connection.pg_version}")
     print(f"{'procs':>5} {'alloc+release ops/s':>20} {'bare INSERT tx/s':>17} {'ratio':>6}")
     worst = float("inf")
+    alloc_rates: dict[int, float] = {}
     for procs in CONCURRENCY:
         start = now()
         alloc_ops = sum(run_processes(_alloc_worker, procs, start + DURATION))
         alloc_rate = alloc_ops / (now() - start)
+        alloc_rates[procs] = alloc_rate
         start = now()
         bare_ops = sum(run_processes(_bare_worker, procs, start + DURATION))
         bare_rate = bare_ops / (now() - start)
@@ -77,10 +83,34 @@ def main() -> None:
         worst = min(worst, ratio)
         print(f"{procs:>5} {alloc_rate:>20.0f} {bare_rate:>17.0f} {ratio:>6.2f}")
         sys.stdout.flush()
+    _with_more_pools(tenant, {procs: rate for procs, rate in alloc_rates.items() if procs in (1, 8)})
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         live = conn.execute("SELECT count(*) FROM ipam_allocation").fetchone()[0]
     print(f"live allocations left after the runs: {live} (must be 0)")
     print(f"alloc_vs_bare_postgres={worst:.2f}")
+
+
+def _with_more_pools(tenant, one_pool_rates: dict[int, float]) -> None:
+    """The same workload on the same pool once EXTRA_POOLS other pools exist (created through the service)."""
+    from django.db import connection
+
+    from spiderweb.ipam import services
+
+    if not EXTRA_POOLS or not one_pool_rates:
+        return
+    started = now()
+    for i in range(EXTRA_POOLS):
+        net = f"10.{40 + i // 256}.{i % 256}"
+        services.ippool_create(tenant=tenant, name=f"other-{i}", spec={"subnet": f"{net}.0/24",
+                                                                       "ips": [f"{net}.10-{net}.20"]})
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")  # what autovacuum does soon after that many new rows
+    print(f"{EXTRA_POOLS} more pools created through the service in {now() - started:.0f} s; the same runs again:")
+    for procs, before in sorted(one_pool_rates.items()):
+        start = now()
+        rate = sum(run_processes(_alloc_worker, procs, start + DURATION)) / (now() - start)
+        print(f"{procs:>5} {rate:>20.0f}   ({rate / before:.2f} of the rate with one pool)")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
