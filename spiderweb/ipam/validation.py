@@ -254,7 +254,7 @@ def ippool_clean(spec: dict, *, instance: IPPool | None = None) -> dict:
     if instance is not None:
         others = others.exclude(pk=instance.pk)
     if instance is None:
-        for name, subnet in _pools_overlapping(others.exclude(subnet=out["subnet"]), network):
+        for name, subnet in _overlapping(others.exclude(subnet=out["subnet"]), network):
             errors.add("subnet", f"{network} overlaps the subnet {subnet} of IPPool {name}.")
     for other in others.filter(subnet=out["subnet"]):
         clash = other.total_ranges.intersect(total)
@@ -282,13 +282,13 @@ def ippool_clean(spec: dict, *, instance: IPPool | None = None) -> dict:
     return out
 
 
-def _pools_overlapping(pools: QuerySet[IPPool], network) -> list[tuple[str, str]]:
-    """(name, subnet) of the `pools` whose subnet overlaps `network`, in name order.
+def _overlapping(rows: QuerySet, network) -> list[tuple[str, str]]:
+    """(name, subnet) of the `rows` (pools or subnets) whose subnet overlaps `network`, in name order.
 
     PostgreSQL compares in the query (`&&` on inet), so a create does not read every pool of the cluster; SQLite
     (the embedded default, a small cluster) compares their subnet columns here.
     """
-    rows = pools.order_by("name")
+    rows = rows.order_by("name")
     if connection.vendor == "postgresql":
         overlaps = RawSQL("subnet::inet && %s::inet", [str(network)], output_field=BooleanField())
         return list(rows.alias(overlaps=overlaps).filter(overlaps=True).values_list("name", "subnet"))
@@ -319,14 +319,13 @@ def subnet_clean(spec: dict, *, instance: Subnet | None = None) -> dict:
         return out
     network = parse_cidr(out["subnet"], version)
     if instance is None:
-        for other in Subnet.objects.filter(ip_version=version):
-            if other.network.overlaps(network):
-                errors.add("subnet", f"{network} overlaps SpiderSubnet {other.name} ({other.subnet}).")
-        for pool in IPPool.objects.filter(ip_version=version):
-            if pool.subnet != str(network):
-                if pool.network.overlaps(network):
-                    errors.add("subnet", f"{network} overlaps the subnet {pool.subnet} of IPPool {pool.name}.")
-            elif not pool.total_ranges.issubset(total):
+        for name, subnet in _overlapping(Subnet.objects.filter(ip_version=version), network):
+            errors.add("subnet", f"{network} overlaps SpiderSubnet {name} ({subnet}).")
+        pools = IPPool.objects.filter(ip_version=version)
+        for name, subnet in _overlapping(pools.exclude(subnet=str(network)), network):
+            errors.add("subnet", f"{network} overlaps the subnet {subnet} of IPPool {name}.")
+        for pool in pools.filter(subnet=str(network)).order_by("name"):
+            if not pool.total_ranges.issubset(total):
                 errors.add("ips", f"SpiderIPPool {pool.name} owns some IP addresses that this subnet can't control.")
     else:
         for pool in instance.pools.all():
@@ -387,8 +386,8 @@ def ippool_confine(*, tenant, spec: dict) -> None:
     network = parse_cidr(spec["subnet"], spec["ip_version"])
     foreign = owner is not None and owner.tenant_id != tenant.pk
     if not foreign:
-        others = Subnet.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant)
-        foreign = any(other.network.overlaps(network) for other in others)
+        foreign = bool(_overlapping(Subnet.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant),
+                                    network))
     if foreign:
         raise SpecInvalid({"subnet": [f"{network} lies in a SpiderSubnet of another tenant; "
                                       f"create the pool in a subnet of tenant {tenant.name}."]})
@@ -398,8 +397,7 @@ def subnet_confine(*, tenant, spec: dict) -> None:
     """A tenant member's SpiderSubnet may not cover another tenant's pools (it would adopt them: take their
     capacity, block their deletion and learn their names). `spec` is the cleaned spec (`subnet_clean`)."""
     network = parse_cidr(spec["subnet"], spec["ip_version"])
-    others = IPPool.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant)
-    if any(pool.network.overlaps(network) for pool in others):
+    if _overlapping(IPPool.objects.filter(ip_version=spec["ip_version"]).exclude(tenant=tenant), network):
         raise SpecInvalid({"subnet": [f"{network} covers pools of another tenant; choose a subnet of tenant "
                                       f"{tenant.name}'s own."]})
 

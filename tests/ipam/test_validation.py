@@ -35,3 +35,21 @@ def test_a_new_pool_whose_subnet_overlaps_another_pools_is_refused(neighbours, s
 ])
 def test_a_new_pool_next_to_or_sharing_another_pools_subnet_is_accepted(neighbours, subnet, ips):
     assert services.ippool_create(tenant=f.tenant(), name="new", spec={"subnet": subnet, "ips": [ips]}).pk
+
+
+@pytest.mark.parametrize(("subnet", "field", "refusal"), [
+    ("10.60.0.0/12", "subnet", "10.48.0.0/12"),  # not canonical: the rule that names the canonical form
+    ("10.48.0.0/12", "subnet", "10.48.0.0/12 overlaps the subnet 10.60.0.0/16 of IPPool wide."),
+    ("10.70.0.0/16", "subnet", "10.70.0.0/16 overlaps SpiderSubnet taken (10.70.4.0/24)."),
+    ("10.63.0.0/24", "ips", "SpiderIPPool same owns some IP addresses that this subnet can't control."),
+])
+def test_a_new_subnet_overlapping_a_subnet_or_a_pools_subnet_is_refused(neighbours, subnet, field, refusal):
+    services.subnet_create(tenant=f.tenant(), name="taken", spec={"subnet": "10.70.4.0/24", "ips": ["10.70.4.10"]})
+    with pytest.raises(SpecInvalid) as refused:
+        services.subnet_create(tenant=f.tenant(), name="new", spec={"subnet": subnet, "ips": [subnet.split("/")[0]]})
+    assert any(refusal in message for message in refused.value.fields[field])
+
+
+def test_a_new_subnet_around_pools_of_its_own_subnet_is_accepted(neighbours):
+    spec = {"subnet": "10.63.0.0/24", "ips": ["10.63.0.1-10.63.0.254"]}
+    assert services.subnet_create(tenant=f.tenant(), name="new", spec=spec).pk
