@@ -260,9 +260,9 @@ def _pool_catalog_load(pools: dict[str, IPPool] | None, versions: dict | None) -
     subnets = {key: xmin for key, xmin in fresh.items() if key[0] == "s"}
     if pools is None or versions is None or subnets != {k: x for k, x in versions.items() if k[0] == "s"}:
         return {p.name: p for p in IPPool.objects.select_related("owner_subnet")}, fresh
-    changed = [pk for (kind, pk), xmin in fresh.items() if kind == "p" and versions.get((kind, pk)) != xmin]
-    kept = {name: pool for name, pool in pools.items()
-            if ("p", pool.pk) in fresh and versions.get(("p", pool.pk)) == fresh[("p", pool.pk)]}
+    unchanged = {pk for (kind, pk), xmin in fresh.items() if kind == "p" and versions.get((kind, pk)) == xmin}
+    changed = [pk for kind, pk in fresh if kind == "p" and pk not in unchanged]
+    kept = {name: pool for name, pool in pools.items() if pool.pk in unchanged}
     if changed:
         kept.update((p.name, p) for p in IPPool.objects.select_related("owner_subnet").filter(pk__in=changed))
     return kept, fresh

@@ -290,7 +290,8 @@ def _overlapping(rows: QuerySet, network) -> list[tuple[str, str]]:
     """
     rows = rows.order_by("name")
     if connection.vendor == "postgresql":
-        overlaps = RawSQL("subnet::inet && %s::inet", [str(network)], output_field=BooleanField())
+        column = f'{connection.ops.quote_name(rows.model._meta.db_table)}."subnet"'
+        overlaps = RawSQL(f"{column}::inet && %s::inet", [str(network)], output_field=BooleanField())
         return list(rows.alias(overlaps=overlaps).filter(overlaps=True).values_list("name", "subnet"))
     return [(name, subnet) for name, subnet in rows.values_list("name", "subnet")
             if parse_cidr(subnet).overlaps(network)]
