@@ -10,6 +10,7 @@ from spiderweb.controllers.gc.config import gc_config
 from spiderweb.controllers.mirror.config import mirror_config
 from spiderweb.controllers.multus.config import multus_config
 from workers import metrics  # noqa: F401 - connects the task and worker signals that count task runs
+from workers.database import connections_reused
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spiderweb.settings")
 
@@ -18,6 +19,7 @@ AUTOPOOL_RESYNC_SECONDS = 60.0
 
 app = Celery("spiderweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+connections_reused(app)
 app.autodiscover_tasks(["workers"], related_name="tasks")
 app.autodiscover_tasks(["workers"], related_name="mirror")
 app.autodiscover_tasks(["workers"], related_name="gc")
