@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -150,8 +151,10 @@ class WatchLoop:
 
     * ``load_cursor()`` returns the stored resourceVersion (``""`` when none): a restart resumes there, so no event
       between the last stored one and the restart is lost.
-    * ``handle(event)`` is called for every ADDED/MODIFIED/DELETED event, then ``save_cursor(rv)``; a BOOKMARK only
-      advances the cursor. Cursor after handling: a crash in between replays the event (handlers are idempotent).
+    * ``handle(event)`` is called for every ADDED/MODIFIED/DELETED event; a BOOKMARK only advances the cursor. The
+      cursor of the last handled event is saved at most every ``save_interval`` seconds and when the stream ends,
+      fails or is stopped (a pod storm's thousands of events a minute would otherwise cost a database write each).
+      Cursor after handling: a crash replays at most ``save_interval`` seconds of events (handlers are idempotent).
     * ``relist(items)`` is called after a full list (first start, or 410 Gone): the caller compares the list with
       what it knows, because DELETED events that happened while the cursor was unservable are lost for good.
     """
@@ -163,6 +166,7 @@ class WatchLoop:
     handle: Callable[[WatchEvent], None]
     relist: Callable[[list[dict]], None]
     timeout_seconds: int = 60
+    save_interval: float = 1.0
     stop: threading.Event = field(default_factory=threading.Event)
     lister: Lister | None = None
     stream_factory: StreamFactory | None = None
@@ -195,6 +199,7 @@ class WatchLoop:
             cursor = self.do_relist()
         stream = (self.stream_factory or self._default_stream)(cursor)
         self._stream = stream
+        unsaved, saved_at = "", time.monotonic()
         try:
             for event in stream:
                 if self.stop.is_set():
@@ -202,9 +207,14 @@ class WatchLoop:
                 if event.type != "BOOKMARK":
                     self.handle(event)
                 if event.resource_version:
-                    self.save_cursor(event.resource_version)
+                    unsaved = event.resource_version
+                    if time.monotonic() - saved_at >= self.save_interval:
+                        self.save_cursor(unsaved)
+                        unsaved, saved_at = "", time.monotonic()
         finally:
             self._stream = None
+            if unsaved:
+                self.save_cursor(unsaved)
 
     def do_relist(self) -> str:
         items, resource_version = (self.lister or self._default_lister)()

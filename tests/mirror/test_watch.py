@@ -93,3 +93,34 @@ def test_error_events():
         parse_watch_line(b'{"type":"ERROR","object":{"kind":"Status","code":410,"message":"gone"}}')
     event = parse_watch_line('{"type":"MODIFIED","object":{"metadata":{"name":"x","resourceVersion":"3"}}}')
     assert (event.type, event.name, event.resource_version) == ("MODIFIED", "x", "3")
+
+
+def _counting_loop(script, cursor, saves, handle):
+    def save(rv):
+        saves.append(rv)
+        cursor["rv"] = rv
+
+    return WatchLoop(client=None, resource=SPIDER_IPPOOL, load_cursor=lambda: cursor["rv"], save_cursor=save,
+                     handle=handle, relist=lambda items: None, stop=script.stop, lister=script.lister,
+                     stream_factory=script.stream, save_interval=3600)
+
+
+def test_a_burst_of_events_saves_the_cursor_once_when_the_stream_ends():
+    script = Script([[WatchEvent("MODIFIED", _obj(f"p{i}", 11 + i)) for i in range(50)]])
+    cursor, saves, handled = {"rv": "10"}, [], []
+    _counting_loop(script, cursor, saves, handled.append).run()
+    assert len(handled) == 50 and saves == ["60"]
+
+
+def test_a_failed_handler_leaves_the_cursor_at_the_last_event_handled():
+    def handle(event):
+        if event.name == "p3":
+            raise RuntimeError("database down")
+
+    script = Script([[WatchEvent("MODIFIED", _obj(f"p{i}", 11 + i)) for i in range(5)], []])
+    cursor, saves = {"rv": "10"}, []
+    loop = _counting_loop(script, cursor, saves, handle)
+    loop.stop.wait = lambda seconds: None  # no back-off wait in a unit test
+    loop.run()
+    assert saves == ["13"], "p0..p2 handled (13), p3 failed"
+    assert script.watched_from == ["10", "13"], "the next watch replays from the failed event on"
