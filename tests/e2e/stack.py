@@ -79,7 +79,6 @@ def lab_env(*, database_url: str, kubeconfig: Path, broker_url: str, extra: dict
         "SPIDERWEB_MIRROR_ENABLED": "true",
         "SPIDERWEB_MIRROR_STATUS_INTERVAL": "1",
         "SPIDERWEB_MIRROR_RESYNC_INTERVAL": "10",
-        "SPIDERWEB_DB_CONN_MAX_AGE": "0",
         "PYTHONPATH": str(REPO),
         # the coordinator's status and the SpiderMultusConfigs' NADs come from their controllers (issue 9)
         "SPIDERPOOL_COORDINATOR_ENABLED": "true",
@@ -163,9 +162,10 @@ class ServiceProcess:
 
 
 class PortalProcess(ServiceProcess):
-    """The portal under gunicorn over HTTPS on a fixed loopback port (kept across restarts, as a Service is)."""
+    """The portal under gunicorn as the chart runs it (its config module, its default worker count, persistent
+    database connections), over HTTPS on a fixed loopback port (kept across restarts, as a Service is)."""
 
-    def __init__(self, workdir: Path, env: dict, *, workers: int = 2, threads: int = 4):
+    def __init__(self, workdir: Path, env: dict, *, workers: int = 3):
         cert = webhook_certificate_write(workdir / "portal-tls", dns_names=["localhost"],
                                          ip_addresses=["127.0.0.1"], days=1)
         self.port = free_port()
@@ -175,9 +175,10 @@ class PortalProcess(ServiceProcess):
         self.ca_bundle = cert.ca_bundle
         self._context = ssl.create_default_context(cafile=str(cert.ca_path))
         super().__init__("portal", [
-            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", f"--bind=127.0.0.1:{self.port}",
+            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", "--config=python:spiderweb.gunicorn_conf",
+            f"--bind=127.0.0.1:{self.port}",
             f"--certfile={cert.cert_path}", f"--keyfile={cert.key_path}", f"--workers={workers}",
-            f"--threads={threads}", "--timeout=60", "--no-control-socket", f"--chdir={REPO}"], env,
+            "--timeout=60", "--no-control-socket", f"--chdir={REPO}"], env,
             workdir / "gunicorn.log")
 
     def ready(self) -> bool:
@@ -233,7 +234,8 @@ class WebhookProcess(ServiceProcess):
         self._context = ssl.create_default_context(cafile=str(portal.ca_path))
         self._context.load_cert_chain(plane.webhook_client_cert_path, plane.webhook_client_key_path)
         super().__init__("webhook", [
-            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", f"--bind=127.0.0.1:{self.port}",
+            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", "--config=python:spiderweb.gunicorn_conf",
+            f"--bind=127.0.0.1:{self.port}",
             f"--certfile={portal.cert.cert_path}", f"--keyfile={portal.cert.key_path}", "--workers=1", "--threads=4",
             "--timeout=60", "--no-control-socket", f"--chdir={REPO}", f"--ca-certs={plane.webhook_client_ca_path}",
             f"--cert-reqs={int(ssl.CERT_REQUIRED)}"], env, workdir / "gunicorn-webhook.log")
