@@ -177,6 +177,43 @@ def test_status_and_spiderendpoints_are_written_in_batches_only_when_changed(lab
         lab.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "spiderendpoints", "web-0")
 
 
+class _Recorded:
+    """A KubeClient that notes the name of every call made through it."""
+
+    def __init__(self, client):
+        self.client, self.made = client, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self.made.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_new_pods_spiderendpoint_costs_one_call_and_a_name_already_taken_is_read_and_replaced(lab):
+    create_pool(lab, "fresh", "10.68.0.0/24", ["10.68.0.10-10.68.0.19"])
+    assert mirror.mirror_in(kind="SpiderIPPool", name="fresh", client=lab.crd) == "synced"
+    # Given a SpiderEndpoint named like the second pod, left by an incarnation the database no longer knows
+    lab.custom.create_namespaced_custom_object(GROUP, VERSION, "default", "spiderendpoints", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderEndpoint", "metadata": {"name": "api-1"}})
+    allocate("fresh", "api-0")
+    api1 = allocate("fresh", "api-1")
+    # When the next batch writes the status
+    recorded = _Recorded(lab.crd)
+    counts = mirror_status.mirror_status_write(client=recorded)
+    # Then the pool's status is patched, the first pod's SpiderEndpoint is created without being read first, and
+    # the second's create is refused and the object read and replaced with the new pod's status
+    assert counts == {"ippools": 1, "subnets": 0, "endpoints": 2, "endpoints_deleted": 0}
+    assert recorded.made == ["patch", "create", "create", "get", "replace"]
+    taken = lab.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "spiderendpoints", "api-1")
+    assert taken["status"]["current"]["uid"] == api1.uid and taken["metadata"]["finalizers"] == [FINALIZER]
+
+
 def test_subnet_status_lists_controlled_pools(lab):
     lab.custom.create_cluster_custom_object(GROUP, VERSION, "spidersubnets", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderSubnet", "metadata": {"name": "s2"},

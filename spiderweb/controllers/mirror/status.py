@@ -122,13 +122,17 @@ def mirror_status_write(*, client: KubeClient | None = None) -> dict:
     states = {(s.kind, s.name): s for s in MirrorState.objects.filter(kind__in=["SpiderIPPool", "SpiderSubnet"])}
     prints = {r["pool_id"]: r for r in Allocation.objects.order_by().values("pool_id")
               .annotate(n=Count("id"), s=Sum("id"), b=Max("bound_at"))}
-    for pool in IPPool.objects.exclude(k8s_uid="").order_by("pk"):
-        state = states.get(("SpiderIPPool", pool.name))
-        if state is None or state.k8s_uid != pool.k8s_uid:
+    for pk, name, k8s_uid, generation in (IPPool.objects.exclude(k8s_uid="").order_by("pk")
+                                          .values_list("pk", "name", "k8s_uid", "generation")):
+        state = states.get(("SpiderIPPool", name))
+        if state is None or state.k8s_uid != k8s_uid:
             continue
-        p = prints.get(pool.pk, {})
-        digest = _digest(pool.generation, p.get("n"), p.get("s"), p.get("b"))
-        if state.status_digest != digest and _status_patch(client, crd.SPIDER_IPPOOL, pool.name, ippool_status(pool)):
+        p = prints.get(pk, {})
+        digest = _digest(generation, p.get("n"), p.get("s"), p.get("b"))
+        if state.status_digest == digest:
+            continue  # unchanged: the pool itself (ranges and all) is never loaded
+        pool = IPPool.objects.filter(pk=pk).first()
+        if pool is not None and _status_patch(client, crd.SPIDER_IPPOOL, name, ippool_status(pool)):
             _status_recorded(state, digest)
             counts["ippools"] += 1
     for subnet in Subnet.objects.exclude(k8s_uid="").order_by("pk"):
@@ -157,31 +161,40 @@ def _status_recorded(state: MirrorState, digest: str) -> None:
 
 
 def _endpoints_write(client: KubeClient) -> dict:
+    """Write the SpiderEndpoints whose fingerprint changed and delete those whose endpoint row is gone.
+
+    Every batch compares every endpoint, so the comparison reads plain values (no model instances, no timestamps
+    but the one in the fingerprint): a cluster with thousands of pods pays for that every few seconds even when
+    nothing changed. Only a changed endpoint is loaded whole."""
     counts = {"endpoints": 0, "endpoints_deleted": 0}
-    states = {s.name: s for s in MirrorState.objects.filter(kind="SpiderEndpoint")}
-    endpoints = (Endpoint.objects.order_by("pk")
-                 .annotate(n=Count("allocations"), s=Sum("allocations__id"), b=Max("allocations__bound_at")))
-    for endpoint in endpoints:
-        key = f"{endpoint.namespace}/{endpoint.name}"
+    states = {name: (pk, uid, digest) for pk, name, uid, digest in MirrorState.objects.filter(
+        kind=MirrorState.Kind.ENDPOINT).values_list("pk", "name", "k8s_uid", "status_digest")}
+    rows = (Endpoint.objects.order_by("pk").values_list("pk", "namespace", "name", "uid", "node", "owner_kind",
+                                                        "owner_name")
+            .annotate(n=Count("allocations"), s=Sum("allocations__id"), b=Max("allocations__bound_at")))
+    for pk, namespace, name, uid, node, owner_kind, owner_name, n, total, bound in rows:
+        key = f"{namespace}/{name}"
         state = states.pop(key, None)
-        digest = _digest(endpoint.uid, endpoint.node, endpoint.owner_kind, endpoint.owner_name, endpoint.n,
-                         endpoint.s, endpoint.b)
-        if state is not None and state.status_digest == digest:
+        digest = _digest(uid, node, owner_kind, owner_name, n, total, bound)
+        if state is not None and state[2] == digest:
             continue
-        written = _spiderendpoint_put(client, endpoint)
+        endpoint = Endpoint.objects.filter(pk=pk).first()
+        if endpoint is None:  # released since the comparison read it: the next batch deletes its SpiderEndpoint
+            continue
+        written = _spiderendpoint_put(client, endpoint, written_before=state is not None)
         if written is None:
             continue
         MirrorState.objects.update_or_create(
-            kind="SpiderEndpoint", name=key,
+            kind=MirrorState.Kind.ENDPOINT, name=key,
             defaults=dict(object_id=endpoint.pk, k8s_uid=crd.uid_of(written),
                           resource_version=crd.resource_version_of(written), status_digest=digest,
                           status_written_at=timezone.now()),
         )
         counts["endpoints"] += 1
-    for key, state in states.items():  # endpoint rows that are gone: their addresses are released
+    for key, (state_pk, uid, _) in states.items():  # endpoint rows that are gone: their addresses are released
         namespace, name = key.split("/", 1)
-        _spiderendpoint_remove(client, namespace, name, state.k8s_uid)
-        state.delete()
+        _spiderendpoint_remove(client, namespace, name, uid)
+        MirrorState.objects.filter(pk=state_pk).delete()
         counts["endpoints_deleted"] += 1
     return counts
 
@@ -208,23 +221,30 @@ def spiderendpoint_metadata(endpoint: Endpoint) -> dict:
     return {"finalizers": [crd.FINALIZER], "ownerReferences": owners}
 
 
-def _spiderendpoint_put(client: KubeClient, endpoint: Endpoint) -> dict | None:
+def _spiderendpoint_put(client: KubeClient, endpoint: Endpoint, *, written_before: bool = True) -> dict | None:
     """Create or replace one SpiderEndpoint; ``None`` when it cannot be written this round (retried next batch).
 
-    A SpiderEndpoint of an older incarnation that Kubernetes is already deleting (its pod is gone) is let go, its
+    A SpiderEndpoint never written before (a new pod's) is created without reading it first, one API call instead
+    of two for each pod of a storm; when the name is taken after all, it is read and replaced as any other. A
+    SpiderEndpoint of an older incarnation that Kubernetes is already deleting (its pod is gone) is let go, its
     finalizer removed; the next batch writes the new pod's."""
     status = spiderendpoint_status(endpoint)
     lifecycle = spiderendpoint_metadata(endpoint)
-    existing = client.get(crd.SPIDER_ENDPOINT, endpoint.name, namespace=endpoint.namespace)
+    body = {"apiVersion": crd.API_VERSION, "kind": "SpiderEndpoint",
+            "metadata": {"name": endpoint.name, "namespace": endpoint.namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "spiderweb"}, **lifecycle},
+            "status": status}
     try:
+        if not written_before:
+            try:
+                return client.create(crd.SPIDER_ENDPOINT, body)
+            except KubeConflict:
+                pass  # an object of that name exists: read it below
+        existing = client.get(crd.SPIDER_ENDPOINT, endpoint.name, namespace=endpoint.namespace)
         if existing is not None and crd.is_terminating(existing):
             client.finalizer_remove(crd.SPIDER_ENDPOINT, existing)
             return None
         if existing is None:
-            body = {"apiVersion": crd.API_VERSION, "kind": "SpiderEndpoint",
-                    "metadata": {"name": endpoint.name, "namespace": endpoint.namespace,
-                                 "labels": {"app.kubernetes.io/managed-by": "spiderweb"}, **lifecycle},
-                    "status": status}
             return client.create(crd.SPIDER_ENDPOINT, body)
         m = dict(existing.get("metadata") or {})
         m["finalizers"] = sorted({*(m.get("finalizers") or []), crd.FINALIZER})
