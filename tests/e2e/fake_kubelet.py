@@ -252,6 +252,9 @@ class FakeKubelet:
         self._queue: queue.Queue = queue.Queue()
         self._pending: set = set()
         self._active: set = set()
+        # The pods as the watch last showed them, as a kubelet's informer cache holds them: a sync reads here, not
+        # the API server (a storm's 1,000 pods cost the lab's API server a GET per pod event otherwise).
+        self._seen: dict[tuple[str, str], k8s.V1Pod] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -399,36 +402,53 @@ class FakeKubelet:
         timer.start()
 
     def _watch_loop(self) -> None:
-        """List (a level-based resync of every pod), then watch from there until the server ends the watch."""
+        """List once, then watch from the last event seen; each time a watch request ends (``watch_timeout``),
+        every known pod is synced again from the cache (level-based, as a kubelet's periodic sync). Any watch error
+        (410 Gone included) lists again."""
+        resource_version = ""
         while not self._stop.is_set():
             try:
-                listed = self.core.list_pod_for_all_namespaces()
-                for pod in listed.items:
-                    self.enqueue((pod.metadata.namespace, pod.metadata.name))
+                if resource_version:
+                    for key in list(self._seen):
+                        self.enqueue(key)
+                else:
+                    resource_version = self._relist()
                 stream = k8s_watch.Watch().stream(
-                    self.core.list_pod_for_all_namespaces, resource_version=listed.metadata.resource_version,
+                    self.core.list_pod_for_all_namespaces, resource_version=resource_version,
                     timeout_seconds=self.watch_timeout, _request_timeout=self.watch_timeout + 10)
                 for event in stream:
                     if self._stop.is_set():
                         return
-                    meta = event["object"].metadata
-                    self.enqueue((meta.namespace, meta.name))
+                    pod = event["object"]
+                    key = (pod.metadata.namespace, pod.metadata.name)
+                    if event["type"] == "DELETED":
+                        self._seen.pop(key, None)
+                    else:
+                        self._seen[key] = pod
+                    resource_version = pod.metadata.resource_version
+                    self.enqueue(key)
             except Exception as exc:  # noqa: BLE001 - relist after any watch error (410 Gone included)
+                resource_version = ""
                 if not self._stop.is_set():
                     log.info("pod watch ended (%s); relisting", exc)
                     time.sleep(0.5)
+
+    def _relist(self) -> str:
+        """Replace the cache with a full list; sync every pod listed and every pod that vanished meanwhile."""
+        listed = self.core.list_pod_for_all_namespaces()
+        seen = {(pod.metadata.namespace, pod.metadata.name): pod for pod in listed.items}
+        vanished = set(self._seen) - set(seen)
+        self._seen = seen
+        for key in [*seen, *vanished]:
+            self.enqueue(key)
+        return listed.metadata.resource_version
 
     # ------------------------------------------------------------------------------------------ pods
 
     def sync(self, namespace: str, name: str) -> None:
         """Bring one pod to where it should be: bound, running with a network, or gone."""
         key = (namespace, name)
-        try:
-            pod = self.core.read_namespaced_pod(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            pod = None
+        pod = self._seen.get(key)
         if pod is not None and pod.spec.node_name in self.crashed:
             return  # a dead node's kubelet does nothing
         sandbox = self.sandboxes.get(key)
