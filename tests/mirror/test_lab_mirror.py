@@ -214,6 +214,27 @@ def test_a_new_pods_spiderendpoint_costs_one_call_and_a_name_already_taken_is_re
     assert taken["status"]["current"]["uid"] == api1.uid and taken["metadata"]["finalizers"] == [FINALIZER]
 
 
+def test_a_spiderendpoint_deleted_with_its_pod_only_loses_its_finalizer_once_the_address_is_released(lab):
+    create_pool(lab, "leaving", "10.69.0.0/24", ["10.69.0.10-10.69.0.19"])
+    assert mirror.mirror_in(kind="SpiderIPPool", name="leaving", client=lab.crd) == "synced"
+    web = allocate("leaving", "web-9")
+    assert mirror_status.mirror_status_write(client=lab.crd)["endpoints"] == 1
+    # Given Kubernetes deleting the SpiderEndpoint with its pod (ownerReference): the finalizer holds it
+    lab.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", "spiderendpoints", "web-9")
+    held = lab.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "spiderendpoints", "web-9")
+    assert held["metadata"]["deletionTimestamp"]
+    # When the address is released and the next batch runs
+    f.release(web)
+    recorded = _Recorded(lab.crd)
+    counts = mirror_status.mirror_status_write(client=recorded)
+    # Then the object is read once and its finalizer removed: no second delete, no second read
+    assert counts == {"ippools": 1, "subnets": 0, "endpoints": 0, "endpoints_deleted": 1}
+    assert recorded.made == ["patch", "get", "finalizer_remove"]
+    with pytest.raises(ApiException) as gone:
+        lab.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "spiderendpoints", "web-9")
+    assert gone.value.status == 404
+
+
 def test_subnet_status_lists_controlled_pools(lab):
     lab.custom.create_cluster_custom_object(GROUP, VERSION, "spidersubnets", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderSubnet", "metadata": {"name": "s2"},

@@ -205,10 +205,13 @@ def _spiderendpoint_remove(client: KubeClient, namespace: str, name: str, uid: s
     obj = client.get(crd.SPIDER_ENDPOINT, name, namespace=namespace)
     if obj is None or (uid and crd.uid_of(obj) != uid):
         return
-    client.delete(crd.SPIDER_ENDPOINT, name, namespace=namespace, uid=crd.uid_of(obj))
-    fresh = client.get(crd.SPIDER_ENDPOINT, name, namespace=namespace)
-    if fresh is not None and crd.uid_of(fresh) == crd.uid_of(obj):
-        client.finalizer_remove(crd.SPIDER_ENDPOINT, fresh)
+    if not crd.is_terminating(obj):  # usually it is: Kubernetes deleted it with its pod, our finalizer holds it
+        incarnation = crd.uid_of(obj)
+        client.delete(crd.SPIDER_ENDPOINT, name, namespace=namespace, uid=incarnation)
+        obj = client.get(crd.SPIDER_ENDPOINT, name, namespace=namespace)
+        if obj is None or crd.uid_of(obj) != incarnation:
+            return
+    client.finalizer_remove(crd.SPIDER_ENDPOINT, obj)
 
 
 def spiderendpoint_metadata(endpoint: Endpoint) -> dict:
