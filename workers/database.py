@@ -2,9 +2,9 @@
 
 Celery's Django fixup closes every database connection before and after each task unless ``CELERY_DB_REUSE_MAX``
 is set, so each task paid for a new PostgreSQL session: a backend process forked and a password exchange. A pod
-storm sends a GC release task per deleted pod; in the lab that was about 30 new sessions a second and a sixth of a
-core of PostgreSQL's time. Here the fixup is told to reuse connections, and the task signals do what Django does
-around a request: ``close_old_connections`` drops a connection that failed or outlived
+storm sends a GC release task per deleted pod; in the lab that was about 20 new sessions a second while the pods
+went, about a fifth of a core of PostgreSQL's time. Here the fixup is told to reuse connections, and the task
+signals do what Django does around a request: ``close_old_connections`` drops a connection that failed or outlived
 ``SPIDERWEB_DB_CONN_MAX_AGE`` and has the next query health-check a kept one (``CONN_HEALTH_CHECKS``).
 
 Eager tasks (run inside the caller, as tests do) are left alone, as the fixup leaves them: closing the caller's
