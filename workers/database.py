@@ -26,13 +26,10 @@ def connections_reused(app: Celery) -> None:
     app.conf.CELERY_DB_REUSE_MAX = _REUSE_TASKS
 
 
-@signals.task_prerun.connect
-def _before_task(sender=None, **_) -> None:
+def _around_task(sender=None, **_) -> None:
     if not getattr(sender.request, "is_eager", False):
         close_old_connections()
 
 
-@signals.task_postrun.connect
-def _after_task(sender=None, **_) -> None:
-    if not getattr(sender.request, "is_eager", False):
-        close_old_connections()
+signals.task_prerun.connect(_around_task)
+signals.task_postrun.connect(_around_task)

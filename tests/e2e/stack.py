@@ -234,8 +234,7 @@ class WebhookProcess(ServiceProcess):
         self._context = ssl.create_default_context(cafile=str(portal.ca_path))
         self._context.load_cert_chain(plane.webhook_client_cert_path, plane.webhook_client_key_path)
         super().__init__("webhook", [
-            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", "--config=python:spiderweb.gunicorn_conf",
-            f"--bind=127.0.0.1:{self.port}",
+            str(VENV_BIN / "gunicorn"), "spiderweb.wsgi:application", f"--bind=127.0.0.1:{self.port}",
             f"--certfile={portal.cert.cert_path}", f"--keyfile={portal.cert.key_path}", "--workers=1", "--threads=4",
             "--timeout=60", "--no-control-socket", f"--chdir={REPO}", f"--ca-certs={plane.webhook_client_ca_path}",
             f"--cert-reqs={int(ssl.CERT_REQUIRED)}"], env, workdir / "gunicorn-webhook.log")

@@ -26,14 +26,14 @@ def test_a_worker_runs_its_tasks_on_one_kept_database_session(transactional_db, 
     connection.close()  # the test's own session is not the worker's
     before = _worker_sessions(dsn, database)
     worker = live.worker_start(tmp_path, env, concurrency=1)
+    sender = app.connection_for_write(env["CELERY_BROKER_URL"])
+
+    def run_tasks(count: int, done: int) -> None:
+        for _ in range(count):
+            prune_pod_tombstones_task.apply_async(connection=sender)
+        wait_for(f"{done} tasks", lambda: _log_count(worker, "succeeded") >= done, timeout=60)
+
     try:
-        sender = app.connection_for_write(env["CELERY_BROKER_URL"])
-
-        def run_tasks(count: int, done: int) -> None:
-            for _ in range(count):
-                prune_pod_tombstones_task.apply_async(connection=sender)
-            wait_for(f"{done} tasks", lambda: _log_count(worker, "succeeded") >= done, timeout=60)
-
         # Given one task run: the worker's pool process opened one session, and it stays open after the task
         run_tasks(1, 1)
         kept = _worker_sessions(dsn, database) - before
@@ -43,6 +43,7 @@ def test_a_worker_runs_its_tasks_on_one_kept_database_session(transactional_db, 
         # Then they ran on that session: no other was opened (Celery's default opens one per task and closes it)
         assert _worker_sessions(dsn, database) - before == kept
     finally:
+        sender.release()
         live.stop(worker)
 
 
