@@ -16,10 +16,10 @@ One allocation is one short transaction:
    (`_claim`), so concurrent allocations of one pool take neighbouring addresses side by side,
 5. insert `Allocation` rows, whose unique constraints make a duplicate impossible even if this code is wrong.
 
-On PostgreSQL a new pod's allocation is two round trips (`_allocate_in_two_trips`): BEGIN with the pod lock and the
-endpoint and the pool lock with the tombstone, reservations and first scan; then the claims (address, insert, hint)
-with COMMIT. Their statements, and a release's, are prepared once per connection and pipelined
-(`spiderweb.ipam.pipelined`). Everything else (a retried ADD, a re-created pod, released addresses, claims that
+On PostgreSQL a new pod's allocation is one round trip (`_allocate_in_one_call`): the plan and the rows are made
+here from cached pools, and one server-side function (`spiderweb_allocate`, migration 0010) carries out steps 0–5
+for the pod's first candidate pools in one statement. It and a release are prepared once per connection
+(`spiderweb.ipam.prepared`). Everything else (a retried ADD, a re-created pod, released addresses, claims that
 must wait or move on, the first candidate pool unusable) takes the usual transaction, five round trips: BEGIN, the
 pod lock with the endpoint, the pool lock, the claim, COMMIT.
 
@@ -74,7 +74,7 @@ from spiderweb.engine.selection import (
     multus_network_for_nic,
     plan_nics,
 )
-from spiderweb.ipam import pipelined
+from spiderweb.ipam import prepared
 from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool, ReleasedAddress
 from spiderweb.ipam.tombstones import pod_tombstone_conflict, pod_tombstone_record, pod_tombstone_refuse
 from spiderweb.ipam.validation import reserved_ranges
@@ -176,8 +176,8 @@ def _ippool_allocate(request: AllocateRequest, pod_reader: PodReader | None) -> 
         raise InvalidInput(f"pod {facts.namespace}/{facts.name} is terminating or finished (dead Pod)")
     cluster = ClusterSettings.load_cached()
     third_party_autopools_ensure(facts)
-    if _two_trips_possible(request):
-        rows = _allocate_in_two_trips(request, cluster)
+    if _one_call_possible(request):
+        rows = _allocate_in_one_call(request, cluster)
         if rows is not None:
             return allocation_response(rows, cluster)
     cross_node_confirmed = False
@@ -721,7 +721,7 @@ def _endpoint_statement(facts: PodFacts) -> tuple[str, list]:
 def _endpoint_sql() -> str:
     fields = _insert_fields(Endpoint)
     columns = [f.column for f in Endpoint._meta.concrete_fields]
-    # Typed: a prepared statement infers no column type for a parameter in a SELECT list (NULL would be text).
+    # Typed: a value in a SELECT list takes no type from the column it goes to (a NULL would be text).
     placeholders = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
     return (f"INSERT INTO ipam_endpoint ({', '.join(f.column for f in fields)}) SELECT {placeholders}"
             f" FROM (SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))) AS pod_lock"
@@ -903,31 +903,38 @@ def _recycled_address(pool: IPPool, free: RangeSet) -> int | None:
     return key_to_int(found.address_key)
 
 
-# ------------------------------------------------------------------- a new pod in two round trips (PostgreSQL)
+# -------------------------------------------------------------------------- a new pod in one call (PostgreSQL)
 
 
-def _two_trips_possible(request: AllocateRequest) -> bool:
-    """Whether `_allocate_in_two_trips` may try: PostgreSQL claims, no SpiderSubnet auto pool to plan (that may
-    create pools), and no transaction of the caller's (the path sends BEGIN and COMMIT itself)."""
+def _one_call_possible(request: AllocateRequest) -> bool:
+    """Whether `_allocate_in_one_call` may try: PostgreSQL claims, no SpiderSubnet auto pool to plan (that may
+    create pools), and no transaction of the caller's (the call is a transaction of its own)."""
     annotations = request.facts.annotations
     return (_claims_addresses() and ANNO_SUBNETS not in annotations and ANNO_SUBNET not in annotations
             and connection.get_autocommit() and not connection.in_atomic_block)
 
 
-class _OffTheCommonPath(Exception):
-    """The two-trip allocation cannot finish this request; the usual transaction does it from scratch."""
+# The call: `spiderweb_allocate` (migration 0010) returns (status, endpoint id, address keys, allocation ids, detail).
+_ALLOCATE_SQL = "SELECT * FROM spiderweb_allocate(%s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s)"
+_OFF_PATH = "SW001"  # the function's SQLSTATE for "no never-used address near the hint": everything rolled back
+
+# Per family, the reservations as the server last reported them: (their fingerprint, their ranges). The free ranges
+# sent with a call exclude them; the call refuses a stale fingerprint and returns the current reservations.
+_reserved_seen: dict[int, tuple[str, RangeSet]] = {}
+_FREE_RANGES_MAX = 64  # a pool whose free space is more fragmented than this takes the Python path
 
 
-def _allocate_in_two_trips(request: AllocateRequest, cluster: ClusterSettings) -> list[Allocation] | None:
-    """A new pod's allocation in two round trips, or None when the usual transaction (`_allocate_locked`) must do it.
+def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) -> list[Allocation] | None:
+    """A new pod's allocation in one round trip, or None when the usual transaction (`_allocate_locked`) must do it.
 
-    Trip 1 sends BEGIN, the endpoint statement (the pod lock, then the new endpoint) and the pools' share-lock
-    statement (the sandbox's tombstone, reservations, first scan): separate statements, so the second one's snapshot
-    is taken after the pod lock was granted and sees what a DEL that held it committed. Trip 2 sends one claim per
-    (NIC, family) on its first candidate pool, each required to insert (`spiderweb_claimed`), then COMMIT. Anything
-    off that path rolls back and returns None, and `_allocate_locked` starts over with every fallback: an endpoint
-    that already exists (a retry, a re-created pod), a pool changed, off or without never-used addresses, a claim
-    that found every candidate taken or held by others (it waits or moves on; this path does not).
+    The plan (NICs, families, each one's first candidate pool), the free ranges of those pools and the rows are
+    made here; `spiderweb_allocate` carries them out in one statement, hence one transaction: the pod lock, the
+    pools share-locked at their planned generation, the reservations checked, the sandbox's tombstone, the new
+    endpoint, then per (NIC, family) the first never-used address from the pool's scan hint that no concurrent
+    allocator has claimed, inserted, and the hint moved up. Anything off that path is refused with nothing written
+    and the usual transaction starts from scratch with every fallback: an endpoint that already exists (a retry, a
+    re-created pod), a pool changed, off or without never-used addresses, no free address within SCAN_BATCH of
+    the hint. Changed reservations are learned from the answer and the call is made again.
     """
     facts = request.facts
     pools, _ = _pool_catalog()
@@ -937,50 +944,73 @@ def _allocate_in_two_trips(request: AllocateRequest, cluster: ClusterSettings) -
         return None  # the usual path raises it, after refreshing a stale catalog
     if not plan:
         return None
-    catalog = {pools[names[0]].pk: pools[names[0]] for _, _, names in plan}
-    tombstone = (facts.uid, request.container_id)
-    finished = False
-    try:
-        with metrics.lock_wait("pod"):
-            _, (endpoint_row,), share_rows = pipelined.send([
-                ("BEGIN", None), _endpoint_statement(facts),
-                (_POOLS_SHARE_LOCK_SQL, _pools_share_lock_params(catalog, tombstone))])
-        endpoint, created = _endpoint_from_row(endpoint_row)
-        locked, blocked, first_batches, tombstoned = _share_locked(
-            catalog, {version for _, version, _ in plan}, share_rows, tombstone)
-        if tombstoned:
+    first = [pools[names[0]] for _, _, names in plan]
+    catalog = {pool.pk: pool for pool in first}
+    endpoint = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
+    endpoint_values = json.dumps({f.column: f.pre_save(endpoint, add=True) for f in _insert_fields(Endpoint)},
+                                 default=_json_datetime)
+    annotation_routes = _annotation_routes(facts)
+    now = timezone.now()
+    rows = []
+    for (nic, version, _), pool in zip(plan, first, strict=True):
+        row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
+        row.bound_at = now
+        rows.append(row)
+    for _ in range(2):  # a second time only after learning changed reservations
+        claims = []
+        for row, pool in zip(rows, first, strict=True):
+            free = _free_ranges(pool)
+            if free is None:
+                return None
+            claims.append({"pool": pool.pk, "version": row.ip_version, "free": free,
+                           "row": {f.column: f.pre_save(row, add=True) for f in _claim_fields()}})
+        seen = {str(v): _reserved_seen[v][0] for v in {row.ip_version for row in rows} if v in _reserved_seen}
+        params = [POD_LOCK_CLASS, facts.uid, request.container_id, endpoint_values, sorted(catalog),
+                  [catalog[pk].generation for pk in sorted(catalog)], json.dumps(seen),
+                  json.dumps(claims, default=_json_datetime), SCAN_BATCH]
+        try:
+            with metrics.lock_wait("pod"):
+                ((status, endpoint_id, keys, ids, detail),) = prepared.run(_ALLOCATE_SQL, params)
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != _OFF_PATH:
+                log.info("one-call allocation for %s/%s failed, taking the usual path: %s", facts.namespace,
+                         facts.name, exc)
+            return None
+        if status == "tombstoned":
             raise pod_tombstone_conflict(facts=facts, container_id=request.container_id)
-        if not created or len(locked) != len(catalog):
-            raise _OffTheCommonPath
-        by_pk = {pool.pk: _with_cached_ranges(pool, catalog[pool.pk]) for pool in locked}
-        annotation_routes = _annotation_routes(facts)
-        now = timezone.now()
-        rows, claims = [], []
-        for nic, version, names in plan:
-            pool = by_pk[pools[names[0]].pk]
-            free = pool.total_ranges.subtract(blocked[version])
-            if (pool.generation != catalog[pool.pk].generation or pool.disable or pool.terminating
-                    or pool.fresh_exhausted or not free):
-                raise _OffTheCommonPath
-            candidates = _fresh_candidates(pool, free, _scan_start(pool, free), limit=CLAIM_BATCH,
-                                           batch=first_batches.pop(pool.pk, None))
-            if not candidates:
-                raise _OffTheCommonPath
-            row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
-            row.bound_at = now
-            rows.append(row)
-            claims.append(_claim_statement(pool, row, candidates, recycled=False, hint=True, required=True))
-        *claimed, _ = pipelined.send([*claims, ("COMMIT", None)])
-        for row, ((picked_key, pk),) in zip(rows, claimed, strict=True):
-            _, number = _claim_result(row, picked_key, pk)
-            row.address, row.address_key = int_to_ip(number, row.ip_version), address_key(number, row.ip_version)
-        finished = True
-    except (_OffTheCommonPath, DatabaseError):
-        return None
-    finally:
-        if not finished:
-            pipelined.rollback_quietly()
-    return sorted(rows, key=lambda r: (r.interface, r.ip_version))
+        if status == "reserved":
+            for version, (fingerprint, reserved) in json.loads(detail).items():  # Django's jsonb: text
+                _reserved_seen[int(version)] = (fingerprint, functools.reduce(
+                    RangeSet.union, (RangeSet.parse(ips, int(version)) for ips in reserved),
+                    RangeSet.empty(int(version))))
+            continue
+        if status != "ok":
+            return None
+        endpoint.pk = endpoint_id
+        endpoint._state.adding, endpoint._state.db = False, connection.alias
+        for row, key, pk in zip(rows, keys, ids, strict=True):
+            number = key_to_int(key)
+            row.address, row.address_key, row.pk, row.endpoint_id = int_to_ip(number, row.ip_version), key, pk, \
+                endpoint_id
+            row._state.adding, row._state.db = False, connection.alias
+        return sorted(rows, key=lambda r: (r.interface, r.ip_version))
+    return None
+
+
+def _free_ranges(pool: IPPool) -> list[list[str]] | None:
+    """The catalog pool's ranges less the reservations last seen, as [first key, last key] pairs; None when too
+    fragmented for the call (or nothing is free: the usual path explains why).
+
+    Kept on the catalog's pool object with the reservations' fingerprint: computed once per pool row version (the
+    catalog replaces the object when its row changes), not per call."""
+    version = pool.ip_version
+    fingerprint, reserved = _reserved_seen.get(version, ("", RangeSet.empty(version)))
+    kept = pool.__dict__.get("_free_ranges_sent")
+    if kept is None or kept[0] != fingerprint:
+        free = list(pool.total_ranges.subtract(reserved))
+        keys = [[address_key(a, version), address_key(b, version)] for a, b in free]
+        kept = pool.__dict__["_free_ranges_sent"] = (fingerprint, keys if 0 < len(keys) <= _FREE_RANGES_MAX else None)
+    return kept[1]
 
 
 # ----------------------------------------------------------------------------------- concurrent claims (PostgreSQL)
@@ -1163,8 +1193,8 @@ def _claim_result(row: Allocation, picked_key: str | None, pk: int | None) -> tu
     return picked, picked
 
 
-def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, recycled: bool, hint: bool = False,
-                     required: bool = False) -> tuple[str, dict]:
+def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, recycled: bool, hint: bool = False
+                     ) -> tuple[str, dict]:
     """One statement: take the first candidate whose advisory lock is free, insert `row` with it.
 
     A candidate already taken by a commit this statement sees is skipped before its lock is tried (so the
@@ -1174,7 +1204,6 @@ def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, re
     said so), or, recycled, when its released record is gone. A recycled address leaves
     `ReleasedAddress` in the same statement. `hint`: also move the pool's `scan_from` up to the first
     candidate (every address below it was seen used), unless another allocator is moving it right now.
-    `required`: a claim that inserts nothing raises (migration 0009), aborting the transaction.
     """
     version = pool.ip_version
     keys = [address_key(n, version) for n in candidates]
@@ -1183,7 +1212,7 @@ def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, re
     values = {f.column: f.pre_save(row, add=True) for f in _claim_fields()}
     params: dict = {"keys": keys, "pool": pool.pk, "row": json.dumps(values, default=_json_datetime),
                     "family": _claim_lock_key(version, ""), "hint": keys[0], "seen": pool.scan_from}
-    return _claim_sql(version, recycled=recycled, hint=hint, required=required), params
+    return _claim_sql(version, recycled=recycled, hint=hint), params
 
 
 def _claim_fields() -> list:
@@ -1191,8 +1220,8 @@ def _claim_fields() -> list:
 
 
 @functools.cache
-def _claim_sql(version: int, *, recycled: bool, hint: bool, required: bool) -> str:
-    """`_claim_statement`'s text: a few variants, each built once (and prepared once per connection)."""
+def _claim_sql(version: int, *, recycled: bool, hint: bool) -> str:
+    """`_claim_statement`'s text: a few variants, each built once."""
     if recycled:
         source = ("DELETE FROM ipam_releasedaddress r USING pick WHERE r.pool_id = %(pool)s AND r.address_key = pick.k "
                   "RETURNING pick.k, pick.a")
@@ -1204,7 +1233,6 @@ def _claim_sql(version: int, *, recycled: bool, hint: bool, required: bool) -> s
                 "WHERE id = %(pool)s AND scan_from = %(seen)s AND scan_from < %(hint)s "
                 "FOR NO KEY UPDATE SKIP LOCKED))") if hint else ""
     columns = [connection.ops.quote_name(f.column) for f in _claim_fields()]
-    inserted = "spiderweb_claimed((SELECT id FROM ins))" if required else "(SELECT id FROM ins)"
     return f"""
 WITH pick AS MATERIALIZED (
     SELECT c.k, {_KEY_TO_INET[version]} AS a FROM unnest(%(keys)s::text[]) AS c(k)
@@ -1216,7 +1244,7 @@ WITH pick AS MATERIALIZED (
     FROM src, jsonb_populate_record(NULL::ipam_allocation, %(row)s::jsonb) AS r
     ON CONFLICT (pool_id, address_key) DO NOTHING RETURNING id
 )
-SELECT (SELECT k FROM pick), {inserted}
+SELECT (SELECT k FROM pick), (SELECT id FROM ins)
 """
 
 
@@ -1274,69 +1302,37 @@ def ippool_release(
     return released
 
 
-# The same release as the ORM code above, tombstone included, as one statement after the pod lock. Data-modifying
-# CTEs share one snapshot, hence the explicit exclusion of the rows being deleted when deciding whether the endpoint
-# is now empty; the endpoint foreign key is checked at commit (deferred). The snapshot is taken after the pod lock
-# was granted, so it sees every NIC an ADD of the pod committed meanwhile.
-_RELEASE_SQL = """
-WITH ep AS (
-    SELECT id, namespace, name FROM ipam_endpoint
-    WHERE namespace = %(namespace)s AND name = %(name)s AND uid = %(uid)s
-    FOR UPDATE
-), gone AS (
-    DELETE FROM ipam_allocation a USING ep
-    WHERE a.endpoint_id = ep.id AND a.pod_uid = %(uid)s AND (%(node)s::text IS NULL OR a.node = %(node)s)
-    RETURNING a.id, a.pool_id, a.address_key, a.address, a.ip_version, a.pod_uid, a.node, a.interface,
-              a.container_id, a.bound_at, ep.id AS endpoint_id, ep.namespace, ep.name
-), recycled AS (
-    INSERT INTO ipam_releasedaddress (pool_id, address_key, released_at)
-    SELECT pool_id, address_key, now() FROM gone
-    ON CONFLICT (pool_id, address_key) DO UPDATE SET released_at = EXCLUDED.released_at
-), history AS (
-    INSERT INTO ipam_addresshistory (pool_id, pool_name, ip_version, address, pod_namespace, pod_name, pod_uid,
-                                     node, interface, container_id, allocated_at, released_at, release_reason)
-    SELECT g.pool_id, p.name, g.ip_version, g.address, g.namespace, g.name, g.pod_uid, g.node, g.interface,
-           g.container_id, g.bound_at, now(), %(reason)s
-    FROM gone g JOIN ipam_ippool p ON p.id = g.pool_id
-), dropped AS (
-    DELETE FROM ipam_endpoint e USING ep
-    WHERE e.id = ep.id AND NOT EXISTS (
-        SELECT 1 FROM ipam_allocation a WHERE a.endpoint_id = ep.id AND a.id NOT IN (SELECT id FROM gone)
-    )
-), tombstone AS (
-    INSERT INTO ipam_podtombstone (pod_uid, container_id, created_at)
-    SELECT %(uid)s, %(dead_sandbox_id)s::text, now() WHERE %(dead_sandbox_id)s::text <> ''
-    ON CONFLICT (pod_uid, container_id) DO NOTHING
-)
-SELECT host(address) FROM gone ORDER BY interface, ip_version
-"""
+# The same release as the ORM code above, tombstone included, after the pod lock: `spiderweb_release` (migration
+# 0010), one statement. Re-taking a pod lock the transaction holds (`_release_postgresql`) returns at once.
+_RELEASE_SQL = "SELECT * FROM spiderweb_release(%s, %s, %s, %s, %s::text, %s, %s)"
+
+
+def _release_params(*, namespace: str, name: str, pod_uid: str, reason: str, node: str | None,
+                    dead_sandbox_id: str) -> list:
+    return [POD_LOCK_CLASS, namespace, name, pod_uid, node, reason, dead_sandbox_id]
 
 
 def _release_postgresql(
     *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
 ) -> list[str]:
-    params = {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason,
-              "dead_sandbox_id": dead_sandbox_id}
     with connection.cursor() as cursor:
-        cursor.execute(_RELEASE_SQL, params)
-        released = [address for (address,) in cursor.fetchall()]
-    if released:
-        metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
-    return released
+        cursor.execute(_RELEASE_SQL, _release_params(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason,
+                                                     node=node, dead_sandbox_id=dead_sandbox_id))
+        return _released(cursor.fetchall(), reason)
 
 
 def _release_postgresql_one_trip(
     *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
 ) -> list[str]:
-    """`_pod_lock` and `_RELEASE_SQL` in one round trip (`pipelined.send`): one implicit transaction.
-
-    Separate statements: the release's snapshot is taken after the pod lock was granted, so it sees what an ADD
-    it waited for committed. Any error rolls all of it back. The pod-lock wait observed is that of the whole trip.
-    """
-    params = {"namespace": namespace, "name": name, "uid": pod_uid, "node": node, "reason": reason,
-              "dead_sandbox_id": dead_sandbox_id}
+    """The release as one prepared statement, a transaction of its own. The pod-lock wait observed is that of
+    the whole call."""
+    params = _release_params(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason, node=node,
+                             dead_sandbox_id=dead_sandbox_id)
     with metrics.lock_wait("pod"):
-        _, rows = pipelined.send([(_POD_LOCK_SQL, [POD_LOCK_CLASS, pod_uid]), (_RELEASE_SQL, params)])
+        return _released(prepared.run(_RELEASE_SQL, params), reason)
+
+
+def _released(rows: list[tuple], reason: str) -> list[str]:
     released = [address for (address,) in rows]
     if released:
         metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))

@@ -1,7 +1,7 @@
 """Allocation service (spec §3, §5.1, §6) on PostgreSQL: precedence, affinity, backups, families, NICs, reuse.
 
 Transactional tests: an allocation outside any transaction of the caller's is what the portal serves, and on
-PostgreSQL it takes the two-round-trip path for a new pod (`allocation._allocate_in_two_trips`) with the usual
+PostgreSQL it takes the one-call path for a new pod (`allocation._allocate_in_one_call`) with the usual
 transaction as its fallback, so every test here runs both where they apply."""
 
 import json
@@ -12,7 +12,7 @@ from django.db import connection
 from spiderweb.engine.errors import Conflict, Exhausted, InvalidInput, NoPoolAvailable, NotFound
 from spiderweb.engine.selection import CniDefaults
 from spiderweb.ipam import allocation, services
-from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint
+from spiderweb.ipam.models import AddressHistory, Allocation, ClusterSettings, Endpoint, IPPool
 from tests.ipam import factories as f
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -328,11 +328,10 @@ def test_explain_reports_the_serving_pool_and_rolls_back():
 
 
 def _statements(action, monkeypatch) -> list[str]:
-    """What `action` sends, one entry per round trip: a Django query, or the statements one `pipelined.send`
-    pipelines, joined with "; "."""
+    """What `action` sends, one entry per round trip: a Django query or a `prepared.run` statement."""
     from django.db import connection
 
-    from spiderweb.ipam import pipelined
+    from spiderweb.ipam import prepared
 
     sent: list[str] = []
 
@@ -340,64 +339,82 @@ def _statements(action, monkeypatch) -> list[str]:
         sent.append(sql)
         return execute(sql, params, many, context)
 
-    def record_pipeline(statements, send=pipelined.send):
-        sent.append("; ".join(sql.strip() for sql, _ in statements))
-        return send(statements)
+    def record_prepared(sql, params, run=prepared.run):
+        sent.append(sql)
+        return run(sql, params)
 
     with monkeypatch.context() as patched, connection.execute_wrapper(record):
-        patched.setattr(pipelined, "send", record_pipeline)
+        patched.setattr(prepared, "run", record_prepared)
         action()
     return sent
 
 
-def test_a_new_pods_dual_stack_allocation_is_two_round_trips_on_postgresql(monkeypatch):
+def test_a_new_pods_dual_stack_allocation_is_one_round_trip_on_postgresql(monkeypatch):
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        pytest.skip("the two-round-trip path is PostgreSQL's (SQLite keeps the locked path)")
+        pytest.skip("the one-call path is PostgreSQL's (SQLite keeps the locked path)")
     f.pool("v4", "10.0.0.0/24", ["10.0.0.10-10.0.0.19"])
     f.pool("v6", "fd00::/64", ["fd00::10-fd00::19"])
     pod = f.facts(annotations=ann(ipv4=["v4"], ipv6=["v6"]))
     allocation.ippool_allocate(request=allocation.AllocateRequest(facts=f.facts("warm-up", annotations=ann(
-        ipv4=["v4"])), if_name="eth0"))  # the pool catalog and cluster settings cached, as in a running portal
+        ipv4=["v4"], ipv6=["v6"])), if_name="eth0"))  # the pool catalog and cluster settings cached, as in a portal
     result = {}
     sent = _statements(lambda: result.update(f.allocate(pod, container_id="sandbox-1")), monkeypatch)
-    assert addresses(result) == ["10.0.0.11/24", "fd00::10/64"]
-    assert len(sent) == 2 and sent[0].startswith("BEGIN;") and sent[1].endswith("; COMMIT")
+    assert addresses(result) == ["10.0.0.11/24", "fd00::11/64"]
+    assert sent == [allocation._ALLOCATE_SQL]
     # and what it wrote is what the usual path writes: the rows, the endpoint, the pools' scan hints
-    assert sorted(Allocation.objects.filter(pod_uid=pod.uid).values_list("address", "container_id")) == [
-        ("10.0.0.11", "sandbox-1"), ("fd00::10", "sandbox-1")]
+    rows = Allocation.objects.filter(pod_uid=pod.uid).order_by("ip_version")
+    assert [(r.address, r.address_key, r.container_id, r.endpoint.name) for r in rows] == [
+        ("10.0.0.11", "0a00000b", "sandbox-1", pod.name),
+        ("fd00::11", "fd000000000000000000000000000011", "sandbox-1", pod.name)]
     assert Endpoint.objects.get(name=pod.name).uid == pod.uid
+    assert sorted(IPPool.objects.values_list("name", "scan_from")) == [
+        ("v4", "0a00000b"), ("v6", "fd000000000000000000000000000011")]
     # When the same ADD comes again (a retry), the endpoint exists: the usual path answers, with the same addresses
     again = {}
     sent = _statements(lambda: again.update(f.allocate(pod, container_id="sandbox-1")), monkeypatch)
-    assert addresses(again) == addresses(result) and not any(s.startswith("BEGIN;") for s in sent[1:])
+    assert addresses(again) == addresses(result) and len(sent) > 1 and sent[0] == allocation._ALLOCATE_SQL
 
 
-def test_a_claim_that_finds_every_candidate_held_falls_back_to_the_usual_path_and_moves_on(monkeypatch):
+def test_a_new_reservation_is_learned_by_the_one_call_path_and_never_handed_out(monkeypatch):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-call path is PostgreSQL's")
+    f.pool("v4", "10.0.0.0/24", ["10.0.0.10-10.0.0.19"])
+    f.allocate(f.facts("warm-up", annotations=ann(ipv4=["v4"])))  # 10.0.0.10, reservations seen: none
+    # Given a reservation of the next address made after this process last saw the reservations
+    services.reservedip_create(tenant=f.tenant(), name="keep", spec={"ipVersion": 4, "ips": ["10.0.0.11"]})
+    # When a new pod allocates
+    result = {}
+    sent = _statements(lambda: result.update(f.allocate(f.facts(annotations=ann(ipv4=["v4"])))), monkeypatch)
+    # Then the call is refused once, returns the reservations, and the second call skips the reserved address
+    assert addresses(result) == ["10.0.0.12/24"]
+    assert sent == [allocation._ALLOCATE_SQL, allocation._ALLOCATE_SQL]
+
+
+def test_a_call_that_finds_every_address_near_the_hint_held_falls_back_to_the_usual_path_and_moves_on(monkeypatch):
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("claims are PostgreSQL's")
     import psycopg
 
-    f.pool("p", "10.0.0.0/16", ["10.0.0.1-10.0.0.200"])
+    f.pool("p", "10.0.0.0/16", ["10.0.0.1-10.0.1.200"])
     settings = connection.settings_dict
     other = psycopg.connect(host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"],
                             password=settings["PASSWORD"], dbname=settings["NAME"], autocommit=True)
     try:
-        # Given another allocator holding the claims of the first 32 never-used addresses (one two-trip batch)
-        for last in range(1, 33):
-            key = f"0a0000{last:02x}"
-            other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"4/{key}"])
-        # When a new pod allocates, its two-trip claim finds nothing free, rolls back, and the usual path
-        # walks on to the next batch
+        # Given another allocator holding the claims of the first SCAN_BATCH never-used addresses
+        for number in range(1, allocation.SCAN_BATCH + 1):
+            other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"4/0a00{number:04x}"])
+        # When a new pod allocates, the call gives up without writing anything, and the usual path walks on
         result = {}
         sent = _statements(lambda: result.update(f.allocate(f.facts(annotations=ann(ipv4=["p"])),
                                                             container_id="sandbox-1")), monkeypatch)
-        begin = next(i for i, sql in enumerate(sent) if sql.startswith("BEGIN;"))  # after the cold caches' reads
-        assert "spiderweb_claimed" in sent[begin + 1] and sent[begin + 2] == "ROLLBACK"
-        assert addresses(result) == ["10.0.0.33/16"]
+        assert allocation._ALLOCATE_SQL in sent and sent[-1] != allocation._ALLOCATE_SQL
+        assert addresses(result) == [f"10.0.1.{allocation.SCAN_BATCH - 255}/16"]
         assert Endpoint.objects.count() == 1 and Allocation.objects.count() == 1
     finally:
         other.close()

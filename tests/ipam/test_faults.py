@@ -84,17 +84,16 @@ def wait_until_waiting_on_a_lock(writer: Writer) -> bool:
 
 
 def usual_transaction_only(monkeypatch):
-    """Allocations take the usual transaction, not the two-round-trip path (whose claims and COMMIT travel
-    together): only the usual one has a point where its rows are inserted and not committed yet."""
-    monkeypatch.setattr(allocation, "_two_trips_possible", lambda request: False)
+    """Allocations take the usual transaction, not the one-call path (one statement on the server): only the usual
+    one has a point in Python where its rows are inserted and not committed yet."""
+    monkeypatch.setattr(allocation, "_one_call_possible", lambda request: False)
 
 
 class StallInsideAllocation:
     """Stops allocations inside their transaction until `go()`, right after `allocation.<seam>` returned.
 
-    The default seam, `_lock_and_take`, has inserted the rows (the usual transaction only: see
-    `usual_transaction_only`); `_claim_statement` is the two-round-trip path between its trips, holding the pod lock
-    with no row written yet. `first_only`: later allocations run through. `fail`: the stalled allocation raises
+    The seam, `_lock_and_take`, has inserted the rows (the usual transaction only: see `usual_transaction_only`).
+    `first_only`: later allocations run through. `fail`: the stalled allocation raises
     after `go()`, so that its transaction rolls back."""
 
     def __init__(self, monkeypatch, *, seam="_lock_and_take", first_only=False, fail=False):
@@ -191,21 +190,28 @@ def test_a_del_arriving_while_the_first_add_is_in_flight_waits_for_it_and_releas
     assert not Endpoint.objects.exists()
 
 
-def test_a_del_arriving_between_the_round_trips_of_a_new_pods_add_waits_for_it_and_releases_its_address(
+def test_a_del_arriving_while_a_new_pods_one_call_add_holds_its_pod_lock_waits_for_it_and_releases_its_address(
         monkeypatch):
-    # Given a pod whose first ADD (the two-round-trip path) holds its pod lock and has not sent its claim yet
+    # Given a pod whose first ADD (one call on the server) holds its pod lock and waits for its pool, which an edit
+    # has locked
     f.pool("p1", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"])
     client = node_client()
     facts = f.facts("web-0", annotations=pool_annotations(ipv4=["p1"]))
-    stall = StallInsideAllocation(monkeypatch, seam="_claim_statement")
-    add = Writer(lambda: client.post(ALLOCATE, add_body(facts), format="json")).begin()
-    stall.wait_reached()
-    assert stall.calls[0].get("required") is True  # the two-round-trip path's claim, not the usual one's
-    # When the runtime's DEL for the pod arrives meanwhile
-    delete = Writer(lambda: client.post(RELEASE, del_body(facts), format="json")).begin()
-    waited = wait_until_waiting_on_a_lock(delete)
-    stall.go()
-    # Then the ADD completes in its second trip, and the DEL waited for it and released what it took
+    calls = []
+    real_run = allocation.prepared.run
+    monkeypatch.setattr(allocation.prepared, "run", lambda sql, params: calls.append(sql) or real_run(sql, params))
+    edit = OtherTransaction()
+    edit.execute("SELECT 1 FROM ipam_ippool WHERE name = 'p1' FOR UPDATE")
+    try:
+        add = Writer(lambda: client.post(ALLOCATE, add_body(facts), format="json")).begin()
+        assert wait_until_waiting_on_a_lock(add)
+        assert calls and calls[-1] == allocation._ALLOCATE_SQL  # the one-call path, not the usual one
+        # When the runtime's DEL for the pod arrives meanwhile
+        delete = Writer(lambda: client.post(RELEASE, del_body(facts), format="json")).begin()
+        waited = wait_until_waiting_on_a_lock(delete)
+    finally:
+        edit.end()
+    # Then the ADD completes, and the DEL waited for it and released what it took
     added, deleted = add.outcome(), delete.outcome()
     assert added.status_code == 200, added.content
     assert deleted.json() == {"released": ["10.1.0.10"]} and waited
