@@ -57,9 +57,10 @@ CREATE OR REPLACE FUNCTION spiderweb_allocate(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_ready integer;
+    v_hints text[];
+    v_changed jsonb;
+    v_tombstoned boolean;
     v_version integer;
-    v_reserved text;
-    v_changed jsonb := '{}';
     v_endpoint ipam_endpoint;
     v_endpoint_id bigint;
     v_claim jsonb;
@@ -80,33 +81,35 @@ BEGIN
     -- below has a snapshot taken after it was granted, so it sees what a DEL of the pod that held it committed.
     PERFORM pg_advisory_xact_lock(p_lock_class, hashtext(p_pod_uid));
 
-    -- Share-lock the pools in id order (pool edits wait for allocators, allocators never for each other); each
-    -- must still be the planned generation, enabled, and have never-used addresses left.
-    SELECT count(*) INTO v_ready
-    FROM (SELECT p.id, p.generation, p.disable, p.terminating, p.fresh_exhausted FROM ipam_ippool p
-          WHERE p.id = ANY(p_pools) ORDER BY p.id FOR KEY SHARE OF p) p
-    JOIN unnest(p_pools, p_generations) AS planned(id, generation) ON planned.id = p.id
-    WHERE p.generation = planned.generation AND NOT p.disable AND NOT p.terminating AND NOT p.fresh_exhausted;
+    -- One statement: share-lock the pools in id order (pool edits wait for allocators, allocators never for each
+    -- other), each still the planned generation, enabled and with never-used addresses left; their scan hints; the
+    -- reservations of each family if they are not the ones the caller computed the free ranges without; and
+    -- whether the sandbox's DEL came first (a tombstone).
+    WITH locked AS (
+        SELECT p.id, p.generation, p.disable, p.terminating, p.fresh_exhausted, p.scan_from FROM ipam_ippool p
+        WHERE p.id = ANY(p_pools) ORDER BY p.id FOR KEY SHARE OF p
+    ), reserved AS (
+        SELECT f.version, coalesce((SELECT json_agg(r.ips ORDER BY r.id) FROM ipam_reservedip r
+                                    WHERE r.ip_version = f.version AND NOT r.terminating), '[]')::text AS ips
+        FROM (SELECT DISTINCT (c.value->>'version')::integer AS version FROM jsonb_array_elements(p_claims) AS c) f
+    )
+    SELECT (SELECT count(*) FROM locked l JOIN unnest(p_pools, p_generations) AS planned(id, generation)
+                ON planned.id = l.id
+            WHERE l.generation = planned.generation AND NOT l.disable AND NOT l.terminating AND NOT l.fresh_exhausted),
+           (SELECT array_agg(l.scan_from ORDER BY l.id) FROM locked l),
+           (SELECT coalesce(jsonb_object_agg(r.version::text, jsonb_build_array(md5(r.ips), r.ips::jsonb)), '{}')
+            FROM reserved r WHERE md5(r.ips) IS DISTINCT FROM p_reserved->>r.version::text),
+           EXISTS (SELECT 1 FROM ipam_podtombstone t WHERE t.pod_uid = p_pod_uid AND t.container_id = p_sandbox)
+    INTO v_ready, v_hints, v_changed, v_tombstoned;
     IF v_ready <> cardinality(p_pools) THEN
         RETURN QUERY SELECT 'off', NULL::bigint, NULL::text[], NULL::bigint[], NULL::jsonb;
         RETURN;
     END IF;
-
-    -- The free ranges exclude the reservations the caller last saw; when those changed, it gets them and asks again.
-    FOR v_version IN SELECT DISTINCT (c.value->>'version')::integer FROM jsonb_array_elements(p_claims) AS c LOOP
-        SELECT coalesce(json_agg(r.ips ORDER BY r.id), '[]')::text INTO v_reserved
-        FROM ipam_reservedip r WHERE r.ip_version = v_version AND NOT r.terminating;
-        IF md5(v_reserved) IS DISTINCT FROM p_reserved->>v_version::text THEN
-            v_changed := v_changed || jsonb_build_object(v_version::text,
-                                                         jsonb_build_array(md5(v_reserved), v_reserved::jsonb));
-        END IF;
-    END LOOP;
-    IF v_changed <> '{}' THEN
+    IF v_changed <> '{}' THEN  -- the caller learns them and asks again
         RETURN QUERY SELECT 'reserved', NULL::bigint, NULL::text[], NULL::bigint[], v_changed;
         RETURN;
     END IF;
-
-    IF EXISTS (SELECT 1 FROM ipam_podtombstone t WHERE t.pod_uid = p_pod_uid AND t.container_id = p_sandbox) THEN
+    IF v_tombstoned THEN
         RETURN QUERY SELECT 'tombstoned', NULL::bigint, NULL::text[], NULL::bigint[], NULL::jsonb;
         RETURN;
     END IF;
@@ -127,7 +130,7 @@ BEGIN
     FOR v_claim IN SELECT c.value FROM jsonb_array_elements(p_claims) AS c LOOP
         v_pool := (v_claim->>'pool')::bigint;
         v_version := (v_claim->>'version')::integer;
-        SELECT p.scan_from INTO v_seen FROM ipam_ippool p WHERE p.id = v_pool;
+        v_seen := v_hints[array_position(p_pools, v_pool)];
         v_first_free := NULL;
         v_id := NULL;
         v_probes := 0;
