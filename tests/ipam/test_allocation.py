@@ -369,12 +369,30 @@ def test_a_new_pods_dual_stack_allocation_is_one_round_trip_on_postgresql(monkey
         ("10.0.0.11", "0a00000b", "sandbox-1", pod.name),
         ("fd00::11", "fd000000000000000000000000000011", "sandbox-1", pod.name)]
     assert Endpoint.objects.get(name=pod.name).uid == pod.uid
+    # (each hint just past the address taken: everything below it is used)
     assert sorted(IPPool.objects.values_list("name", "scan_from")) == [
-        ("v4", "0a00000b"), ("v6", "fd000000000000000000000000000011")]
+        ("v4", "0a00000c"), ("v6", "fd000000000000000000000000000012")]
     # When the same ADD comes again (a retry), the endpoint exists: the usual path answers, with the same addresses
     again = {}
     sent = _statements(lambda: again.update(f.allocate(pod, container_id="sandbox-1")), monkeypatch)
     assert addresses(again) == addresses(result) and len(sent) > 1 and sent[0] == allocation._ALLOCATE_SQL
+
+
+def test_the_scan_hint_stops_at_the_end_of_a_range_and_the_pool_is_then_exhausted():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-call path is PostgreSQL's")
+    f.pool("tail", "10.0.0.0/24", ["10.0.0.10-10.0.0.11"])
+    f.allocate(f.facts("a", annotations=ann(ipv4=["tail"])))
+    assert IPPool.objects.get(name="tail").scan_from == "0a00000b"  # past 10.0.0.10
+    # When the range's last address is taken, the hint stays on it (the next key is outside every range)
+    assert addresses(f.allocate(f.facts("b", annotations=ann(ipv4=["tail"])))) == ["10.0.0.11/24"]
+    assert IPPool.objects.get(name="tail").scan_from == "0a00000b"
+    # and a third pod finds the pool exhausted, with nothing written
+    with pytest.raises(Exhausted):
+        f.allocate(f.facts("c", annotations=ann(ipv4=["tail"])))
+    assert Allocation.objects.count() == 2 and Endpoint.objects.count() == 2
 
 
 def test_a_new_reservation_is_learned_by_the_one_call_path_and_never_handed_out(monkeypatch):

@@ -71,6 +71,7 @@ DECLARE
     v_last numeric;
     v_key text COLLATE "C";
     v_first_free text COLLATE "C";
+    v_hint text COLLATE "C";
     v_probes integer;
     v_row ipam_allocation;
     v_id bigint;
@@ -168,10 +169,14 @@ BEGIN
             RAISE EXCEPTION 'spiderweb: no never-used address near the scan hint'
                 USING ERRCODE = 'SW001';
         END IF;
-        -- Every address below the first free one was seen used: move the hint up, unless another allocator is
-        -- moving it right now (never waited for).
-        IF v_first_free > v_seen THEN
-            UPDATE ipam_ippool SET scan_from = v_first_free WHERE id = (
+        -- Move the hint up, unless another allocator is moving it right now (never waited for): every address
+        -- below the first free one was seen used, and when that one is the address taken, the next one (this
+        -- transaction commits the address and the hint together, or neither). Not past the end of a range: the
+        -- key would outgrow its fixed width.
+        v_hint := CASE WHEN v_first_free = v_key AND v_next < v_last THEN spiderweb_number_to_key(v_next + 1, v_version)
+                       ELSE v_first_free END;
+        IF v_hint > v_seen THEN
+            UPDATE ipam_ippool SET scan_from = v_hint WHERE id = (
                 SELECT p.id FROM ipam_ippool p WHERE p.id = v_pool AND p.scan_from = v_seen
                 FOR NO KEY UPDATE SKIP LOCKED);
         END IF;
