@@ -126,8 +126,8 @@ BEGIN
     END IF;
 
     -- One claim per (NIC, family): walk the free ranges up from the pool's scan hint, skip every address ever
-    -- used (live or released: those are reused only after the never-used ones, by the Python path), take the
-    -- first whose per-address advisory lock no concurrent allocator holds, insert the row with it.
+    -- used (live or released: those are reused only after the never-used ones, by the Python path) and every one
+    -- whose per-address advisory lock a concurrent allocator holds, insert the row with the first other one.
     FOR v_claim IN SELECT c.value FROM jsonb_array_elements(p_claims) AS c LOOP
         v_pool := (v_claim->>'pool')::bigint;
         v_version := (v_claim->>'version')::integer;
@@ -146,11 +146,14 @@ BEGIN
                 v_probes := v_probes + 1;
                 EXIT walk WHEN v_probes > p_max_probes;
                 v_key := spiderweb_number_to_key(v_next, v_version);
-                IF NOT EXISTS (SELECT 1 FROM ipam_allocation a WHERE a.pool_id = v_pool AND a.address_key = v_key)
-                   AND NOT EXISTS (SELECT 1 FROM ipam_releasedaddress r
-                                   WHERE r.pool_id = v_pool AND r.address_key = v_key) THEN
-                    v_first_free := coalesce(v_first_free, v_key);
-                    IF pg_try_advisory_xact_lock(hashtextextended(v_version || '/' || v_key, 0)) THEN
+                IF NOT EXISTS (SELECT 1 FROM ipam_releasedaddress r
+                               WHERE r.pool_id = v_pool AND r.address_key = v_key) THEN
+                    IF NOT pg_try_advisory_xact_lock(hashtextextended(v_version || '/' || v_key, 0)) THEN
+                        v_first_free := coalesce(v_first_free, v_key);  -- claimed by a transaction in flight
+                    ELSE
+                        -- The live allocations are probed by the insert itself: its conflict check always uses the
+                        -- unique index, where a lookup planned from statistics taken while the table was nearly
+                        -- empty would scan every dead row the churn left since.
                         v_row := jsonb_populate_record(NULL::ipam_allocation, v_claim->'row');
                         v_row.id := nextval('ipam_allocation_id_seq'::regclass);
                         v_row.endpoint_id := v_endpoint_id;
@@ -158,7 +161,10 @@ BEGIN
                         v_row.address := spiderweb_key_to_inet(v_key);
                         INSERT INTO ipam_allocation SELECT (v_row).* ON CONFLICT (pool_id, address_key) DO NOTHING
                         RETURNING id INTO v_id;
-                        EXIT walk WHEN v_id IS NOT NULL;
+                        IF v_id IS NOT NULL THEN
+                            v_first_free := coalesce(v_first_free, v_key);
+                            EXIT walk;
+                        END IF;
                     END IF;
                 END IF;
                 v_next := v_next + 1;
