@@ -144,7 +144,7 @@ class Endpoint(TimestampedModel):
 
     namespace = models.CharField(max_length=253)
     name = models.CharField(max_length=253)
-    uid = models.CharField(max_length=64, db_index=True, help_text="UID of the pod currently owning it.")
+    uid = models.CharField(max_length=64, help_text="UID of the pod currently owning it.")
     node = models.CharField(max_length=253, blank=True)
     owner_kind = models.CharField(max_length=63, default="Pod")
     owner_name = models.CharField(max_length=253, blank=True)
@@ -156,6 +156,9 @@ class Endpoint(TimestampedModel):
     class Meta:
         ordering = ["namespace", "name"]
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="uniq_endpoint_pod")]
+        # One plain index for lookups by UID; `db_index` would add a second (LIKE) index on PostgreSQL that no query
+        # uses and every pod's ADD and DEL would maintain.
+        indexes = [models.Index(fields=["uid"], name="endpoint_uid_idx")]
 
     def __str__(self):
         return f"{self.namespace}/{self.name}"

@@ -177,8 +177,8 @@ BEGIN
         END IF;
         -- Move the hint up, unless another allocator is moving it right now (never waited for): every address
         -- below the first free one was seen used, and when that one is the address taken, the next one (this
-        -- transaction commits the address and the hint together, or neither). Not past the end of a range: the
-        -- key would outgrow its fixed width.
+        -- transaction commits the address and the hint together, or neither). Only inside the range: the last
+        -- address of a family has no next key of the same width.
         v_hint := CASE WHEN v_first_free = v_key AND v_next < v_last THEN spiderweb_number_to_key(v_next + 1, v_version)
                        ELSE v_first_free END;
         IF v_hint > v_seen THEN
