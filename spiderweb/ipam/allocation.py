@@ -2,7 +2,7 @@
 
 One allocation is one short transaction:
 
-0. take the pod's lock (`_pod_lock`, by pod UID), which its DEL takes too,
+0. take the pod's lock (`POD_LOCK_CLASS`, by pod UID), which its DEL takes too,
 1. lock the pod's endpoint row (serialises retries and parallel ADDs of one pod; on PostgreSQL the statement
    that takes the pod lock inserts it for a new pod or locks it, `_endpoint_lock`), and refuse a sandbox whose
    DEL came first (`spiderweb.ipam.tombstones`),
@@ -132,28 +132,15 @@ def is_static_owner(kind: str, cluster: ClusterSettings) -> bool:
 
 # ---------------------------------------------------------------------------------------------------- pod lock
 
-# First key of our pg_advisory_xact_lock(int, int) locks (the second is the hash of the pod UID), so they cannot
-# collide with advisory locks anyone else takes with the other keys. Any constant works; this one spells "SWPD".
+# The pod lock, pg_advisory_xact_lock(POD_LOCK_CLASS, hashtext(pod UID)), serialises the ADDs and DELs of one pod
+# until their transactions end: a DEL waits for an ADD in flight. Every PostgreSQL transaction that allocates or
+# releases takes it first, in a statement of its own (the endpoint statement, or the first statement of
+# `spiderweb_allocate` and `spiderweb_release`): under READ COMMITTED each statement takes its snapshot when it
+# starts, so the statements after it see what the transaction it waited for committed. Always the first lock of its
+# transaction, and one per transaction, so it cannot be part of a deadlock; per pod, never global (two UIDs whose
+# hashes collide only wait for each other briefly). SQLite needs none: one writer at a time, serializable
+# transactions. The constant keeps the keys apart from anyone else's advisory locks; it spells "SWPD".
 POD_LOCK_CLASS = 0x53575044
-_POD_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))"
-
-
-def _pod_lock(pod_uid: str) -> None:
-    """Serialise the ADDs and DELs of one pod until the transaction ends: a DEL waits for an ADD in flight.
-
-    Its own statement, first in the transaction: under READ COMMITTED every statement takes its snapshot when it
-    starts, so the statements after this one see what the transaction it waited for committed (a lock taken inside
-    the release statement would leave that statement with a snapshot from before the wait). An allocation on
-    PostgreSQL takes the same lock at the start of its endpoint upsert instead, which needs no snapshot
-    (`_endpoint_lock`). Two UIDs whose hashes
-    collide only wait for each other briefly. A per-pod lock, never a global one: other pods never wait on it.
-    Always the first lock of its transaction, and a transaction takes one, so it cannot be part of a deadlock.
-    SQLite needs nothing here: it has one writer at a time and serializable transactions.
-    """
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor, metrics.lock_wait("pod"):
-        cursor.execute(_POD_LOCK_SQL, [POD_LOCK_CLASS, pod_uid])
 
 
 # ---------------------------------------------------------------------------------------------------- allocate
@@ -689,18 +676,17 @@ def _static_rebind(endpoint: Endpoint, request: AllocateRequest, nics: list[NicR
 def _endpoint_lock(facts: PodFacts, *, dry_run: bool) -> tuple[Endpoint | None, bool]:
     """Take the pod's lock, then its endpoint row-locked (serialises retries and parallel ADDs of one pod).
 
-    Returns (endpoint, created). On PostgreSQL one statement takes the pod lock (`_pod_lock`'s, first of the
+    Returns (endpoint, created). On PostgreSQL one statement takes the pod lock (`POD_LOCK_CLASS`, first of the
     transaction) and then inserts the endpoint for a new pod or locks the one recorded, returned as it was so
     the caller still sees an older incarnation's UID and owner. The insert and its conflict check see the
     endpoint as committed when the lock was granted (ON CONFLICT does not use the statement's snapshot), and
-    every later statement has a snapshot taken after it, as `_pod_lock` requires. Elsewhere (one writer) the
+    every later statement has a snapshot taken after it, as the pod lock requires. Elsewhere (one writer) the
     endpoint is locked if it exists (None if not). `dry_run` (explain): read only, no lock, nothing created.
     """
     if dry_run or connection.vendor != "postgresql":
         lookup = Endpoint.objects.filter(namespace=facts.namespace, name=facts.name)
         if dry_run:
             return lookup.first(), False
-        _pod_lock(facts.uid)
         return lookup.select_for_update().first(), False
     sql, params = _endpoint_statement(facts)
     with connection.cursor() as cursor, metrics.lock_wait("pod"):
@@ -1275,20 +1261,16 @@ def ippool_release(
 
     Idempotent and UID-guarded: nothing happens when the pod holds nothing or the addresses belong to a newer
     incarnation. With `node`, only allocations made on that node are touched (node credentials). It waits for an
-    ADD of the pod in flight (`_pod_lock`), so it releases what that ADD took, every NIC of it.
+    ADD of the pod in flight (the pod lock, `POD_LOCK_CLASS`), so it releases what that ADD took, every NIC of it.
 
     `dead_sandbox_id` is the container ID of a CNI DEL for a pod the agent knows will never be alive again: the
     sandbox is remembered (`PodTombstone`), so an ADD of it that this DEL overtook is refused when it arrives.
     """
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if connection.vendor == "postgresql":
         with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION):
-            return _release_postgresql_one_trip(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason,
-                                                node=node, dead_sandbox_id=dead_sandbox_id)
-    with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION), transaction.atomic():
-        _pod_lock(pod_uid)
-        if connection.vendor == "postgresql":
             return _release_postgresql(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason, node=node,
                                        dead_sandbox_id=dead_sandbox_id)
+    with metrics.timed(metrics.RELEASES, metrics.RELEASE_DURATION), transaction.atomic():
         if dead_sandbox_id:
             pod_tombstone_record(pod_uid=pod_uid, container_id=dead_sandbox_id)
         endpoint = Endpoint.objects.select_for_update().filter(namespace=namespace, name=name).first()
@@ -1303,33 +1285,23 @@ def ippool_release(
 
 
 # The same release as the ORM code above, tombstone included, after the pod lock: `spiderweb_release` (migration
-# 0010), one statement. Re-taking a pod lock the transaction holds (`_release_postgresql`) returns at once.
+# 0010), one statement.
 _RELEASE_SQL = "SELECT * FROM spiderweb_release(%s, %s, %s, %s, %s::text, %s, %s)"
-
-
-def _release_params(*, namespace: str, name: str, pod_uid: str, reason: str, node: str | None,
-                    dead_sandbox_id: str) -> list:
-    return [POD_LOCK_CLASS, namespace, name, pod_uid, node, reason, dead_sandbox_id]
 
 
 def _release_postgresql(
     *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
 ) -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(_RELEASE_SQL, _release_params(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason,
-                                                     node=node, dead_sandbox_id=dead_sandbox_id))
-        return _released(cursor.fetchall(), reason)
-
-
-def _release_postgresql_one_trip(
-    *, namespace: str, name: str, pod_uid: str, reason: str, node: str | None, dead_sandbox_id: str
-) -> list[str]:
-    """The release as one prepared statement, a transaction of its own. The pod-lock wait observed is that of
-    the whole call."""
-    params = _release_params(namespace=namespace, name=name, pod_uid=pod_uid, reason=reason, node=node,
-                             dead_sandbox_id=dead_sandbox_id)
+    """The release as one statement: prepared, a transaction of its own; inside a caller's transaction, through
+    Django's cursor (the prepared path's first use sets the session's plan mode, which a rollback would undo).
+    The pod-lock wait observed is that of the whole statement."""
+    params = [POD_LOCK_CLASS, namespace, name, pod_uid, node, reason, dead_sandbox_id]
     with metrics.lock_wait("pod"):
-        return _released(prepared.run(_RELEASE_SQL, params), reason)
+        if not connection.in_atomic_block:
+            return _released(prepared.run(_RELEASE_SQL, params), reason)
+        with connection.cursor() as cursor:
+            cursor.execute(_RELEASE_SQL, params)
+            return _released(cursor.fetchall(), reason)
 
 
 def _released(rows: list[tuple], reason: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Tombstones of deleted pod sandboxes: a CNI DEL that overtook its ADD still wins (see `PodTombstone`).
 
-The ADD and the DEL of one pod are also serialised by a per-pod lock (`allocation._pod_lock`), so a DEL that
+The ADD and the DEL of one pod are also serialised by a per-pod lock (`allocation.POD_LOCK_CLASS`), so a DEL that
 arrives while the ADD is inside the portal waits for it and releases what it took. The tombstone covers the
 other order: the DEL ran first, and the ADD of the same sandbox arrives afterwards.
 """

@@ -11,7 +11,12 @@ The release function is the release statement that was sent after the pod lock, 
 instead of two. It replaces the two-round-trip path, whose `spiderweb_claimed` goes with it.
 """
 
+from importlib import import_module
+
 from django.db import migrations
+
+# Undoing this migration restores the function it drops, as migration 0009 created it.
+CLAIMED = import_module("spiderweb.ipam.migrations.0009_claim_required_function").CREATE
 
 KEYS = """
 -- `ranges.address_key` and back: fixed-width hex (8 digits for IPv4, 32 for IPv6) <-> numeric.
@@ -250,14 +255,6 @@ DROP FUNCTION IF EXISTS spiderweb_allocate(integer, text, text, jsonb, bigint[],
 DROP FUNCTION IF EXISTS spiderweb_key_to_inet(text);
 DROP FUNCTION IF EXISTS spiderweb_number_to_key(numeric, integer);
 DROP FUNCTION IF EXISTS spiderweb_key_to_number(text);
-CREATE OR REPLACE FUNCTION spiderweb_claimed(inserted bigint) RETURNS bigint LANGUAGE plpgsql AS $$
-BEGIN
-    IF inserted IS NULL THEN
-        RAISE EXCEPTION 'spiderweb: the claim inserted no allocation' USING ERRCODE = 'P0001';
-    END IF;
-    RETURN inserted;
-END
-$$;
 """
 
 
@@ -272,4 +269,4 @@ def _run(sql):
 class Migration(migrations.Migration):
     dependencies = [("ipam", "0009_claim_required_function")]
 
-    operations = [migrations.RunPython(_run(KEYS + ALLOCATE + RELEASE), _run(UNDO))]
+    operations = [migrations.RunPython(_run(KEYS + ALLOCATE + RELEASE), _run(UNDO + CLAIMED))]
