@@ -15,6 +15,7 @@ This module imports only the standard library and ``prometheus_client``, so any 
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import time
@@ -100,6 +101,14 @@ def result_of(exc: BaseException | None) -> str:
     return code if isinstance(code, str) and code else "internal"
 
 
+@functools.cache
+def labelled(metric: Counter | Histogram, *values: str):
+    """``metric.labels(*values)``, looked up once: prometheus_client finds the child under a lock on every call,
+    which the allocation hot path would pay several times per pod. Only for bounded label values (the cache keeps
+    every child it was asked for, as the metric itself does)."""
+    return metric.labels(*values)
+
+
 @contextmanager
 def timed(counter: Counter, histogram: Histogram):
     """Count one operation by result and observe its duration (also when it raises; the error propagates)."""
@@ -107,10 +116,10 @@ def timed(counter: Counter, histogram: Histogram):
     try:
         yield
     except BaseException as exc:
-        counter.labels(result=result_of(exc)).inc()
+        labelled(counter, result_of(exc)).inc()
         histogram.observe(time.perf_counter() - started)
         raise
-    counter.labels(result="ok").inc()
+    labelled(counter, "ok").inc()
     histogram.observe(time.perf_counter() - started)
 
 
@@ -121,7 +130,7 @@ def lock_wait(lock: str):
     try:
         yield
     finally:
-        LOCK_WAIT.labels(lock=lock).observe(time.perf_counter() - started)
+        labelled(LOCK_WAIT, lock).observe(time.perf_counter() - started)
 
 
 def release_reason_label(reason: str) -> str:

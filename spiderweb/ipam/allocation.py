@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from django.conf import settings as django_settings
 from django.db import (
@@ -755,26 +756,31 @@ def _annotation_routes(facts: PodFacts) -> list[Route]:
 
 def _new_allocation(pool, nic, version, endpoint, request, annotation_routes) -> Allocation:
     """The row a (NIC, family) gets from `pool`; its address is filled in once one is taken."""
+    return Allocation(endpoint=endpoint, **_allocation_values(pool, nic, version, request, annotation_routes))
+
+
+def _allocation_values(pool, nic, version, request, annotation_routes) -> dict:
+    """What a (NIC, family) allocation from `pool` records, by column: the one home of those values for the ORM
+    row (`_new_allocation`) and the one-call path's JSON row."""
     network = pool.network
     routes = [dict(r) for r in pool.routes or []]
     for route in annotation_routes:
         gw_version = 6 if ":" in route.gw else 4
         if gw_version == version and _in_network(route.gw, network):
             routes.append(route.to_dict())
-    return Allocation(
-        endpoint=endpoint,
-        pool=pool,
-        ip_version=version,
-        prefix_length=network.prefixlen,
-        interface=nic.interface,
-        pod_uid=request.facts.uid,
-        container_id=request.container_id,
-        network=request.network,
-        node=request.facts.node,
-        gateway=pool.gateway or "",
-        clean_gateway=nic.clean_gateway,
-        routes=routes,
-    )
+    return {
+        "pool_id": pool.pk,
+        "ip_version": version,
+        "prefix_length": network.prefixlen,
+        "interface": nic.interface,
+        "pod_uid": request.facts.uid,
+        "container_id": request.container_id,
+        "network": request.network,
+        "node": request.facts.node,
+        "gateway": pool.gateway or "",
+        "clean_gateway": nic.clean_gateway,
+        "routes": routes,
+    }
 
 
 def _in_network(address: str, network) -> bool:
@@ -896,12 +902,14 @@ def _one_call_possible(request: AllocateRequest) -> bool:
     """Whether `_allocate_in_one_call` may try: PostgreSQL claims, no SpiderSubnet auto pool to plan (that may
     create pools), and no transaction of the caller's (the call is a transaction of its own)."""
     annotations = request.facts.annotations
+    conn = connections[DEFAULT_DB_ALIAS]  # once: each attribute of Django's `connection` proxy is a lookup
     return (_claims_addresses() and ANNO_SUBNETS not in annotations and ANNO_SUBNET not in annotations
-            and connection.get_autocommit() and not connection.in_atomic_block)
+            and conn.get_autocommit() and not conn.in_atomic_block)
 
 
 # The call: `spiderweb_allocate` (migration 0010) returns (status, endpoint id, address keys, allocation ids, detail).
-_ALLOCATE_SQL = "SELECT * FROM spiderweb_allocate(%s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s)"
+_ALLOCATE_SQL = ("SELECT * FROM spiderweb_allocate(%s, %s, %s, %s::jsonb, %s::bigint[], %s::bigint[], %s::jsonb, "
+                 "%s::jsonb, %s)")
 _OFF_PATH = "SW001"  # the function's SQLSTATE for "no never-used address near the hint": everything rolled back
 
 # Per family, the reservations as the server last reported them: (their fingerprint, their ranges). The free ranges
@@ -910,7 +918,7 @@ _reserved_seen: dict[int, tuple[str, RangeSet]] = {}
 _FREE_RANGES_MAX = 64  # a pool whose free space is more fragmented than this takes the Python path
 
 
-def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) -> list[Allocation] | None:
+def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) -> list[_Taken] | None:
     """A new pod's allocation in one round trip, or None when the usual transaction (`_allocate_locked`) must do it.
 
     The plan (NICs, families, each one's first candidate pool), the free ranges of those pools and the rows are
@@ -921,6 +929,9 @@ def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) ->
     and the usual transaction starts from scratch with every fallback: an endpoint that already exists (a retry, a
     re-created pod), a pool changed, off or without never-used addresses, no free address within SCAN_BATCH of
     the hint. Changed reservations are learned from the answer and the call is made again.
+
+    The rows travel as plain column dicts and come back as `_Taken` records: no ORM instance is built (building
+    them was the largest part of this path's Python time).
     """
     facts = request.facts
     pools, _ = _pool_catalog()
@@ -932,31 +943,29 @@ def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) ->
         return None
     first = [pools[names[0]] for _, _, names in plan]
     catalog = {pool.pk: pool for pool in first}
-    endpoint = Endpoint(namespace=facts.namespace, name=facts.name, **_endpoint_fields(facts))
-    endpoint_values = json.dumps({f.column: f.pre_save(endpoint, add=True) for f in _insert_fields(Endpoint)},
+    now = timezone.now()
+    endpoint_values = json.dumps({**_column_defaults(Endpoint), "namespace": facts.namespace, "name": facts.name,
+                                  **_endpoint_fields(facts), "created_at": now, "updated_at": now},
                                  default=_json_datetime)
     annotation_routes = _annotation_routes(facts)
-    now = timezone.now()
-    rows = []
-    for (nic, version, _), pool in zip(plan, first, strict=True):
-        row = _new_allocation(pool, nic, version, endpoint, request, annotation_routes)
-        row.bound_at = now
-        rows.append(row)
+    rows = [{**_column_defaults(Allocation), **_allocation_values(pool, nic, version, request, annotation_routes),
+             "created_at": now, "bound_at": now}
+            for (nic, version, _), pool in zip(plan, first, strict=True)]
+    pool_ids = sorted(catalog)
     for _ in range(2):  # a second time only after learning changed reservations
         claims = []
         for row, pool in zip(rows, first, strict=True):
             free = _free_ranges(pool)
             if free is None:
                 return None
-            claims.append({"pool": pool.pk, "version": row.ip_version, "free": free,
-                           "row": {f.column: f.pre_save(row, add=True) for f in _claim_fields()}})
-        seen = {str(v): _reserved_seen[v][0] for v in {row.ip_version for row in rows} if v in _reserved_seen}
-        params = [POD_LOCK_CLASS, facts.uid, request.container_id, endpoint_values, sorted(catalog),
-                  [catalog[pk].generation for pk in sorted(catalog)], json.dumps(seen),
+            claims.append({"pool": pool.pk, "version": row["ip_version"], "free": free, "row": row})
+        seen = {str(v): _reserved_seen[v][0] for v in {row["ip_version"] for row in rows} if v in _reserved_seen}
+        params = [POD_LOCK_CLASS, facts.uid, request.container_id, endpoint_values, _int_array(pool_ids),
+                  _int_array(catalog[pk].generation for pk in pool_ids), json.dumps(seen),
                   json.dumps(claims, default=_json_datetime), SCAN_BATCH]
         try:
             with metrics.lock_wait("pod"):
-                ((status, endpoint_id, keys, ids, detail),) = prepared.run(_ALLOCATE_SQL, params)
+                ((status, _endpoint_id, keys, _ids, detail),) = prepared.run(_ALLOCATE_SQL, params)
         except DatabaseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != _OFF_PATH:
                 log.info("one-call allocation for %s/%s failed, taking the usual path: %s", facts.namespace,
@@ -965,22 +974,52 @@ def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) ->
         if status == "tombstoned":
             raise pod_tombstone_conflict(facts=facts, container_id=request.container_id)
         if status == "reserved":
-            for version, (fingerprint, reserved) in json.loads(detail).items():  # Django's jsonb: text
+            for version, (fingerprint, reserved) in json.loads(detail).items():
                 _reserved_seen[int(version)] = (fingerprint, functools.reduce(
                     RangeSet.union, (RangeSet.parse(ips, int(version)) for ips in reserved),
                     RangeSet.empty(int(version))))
             continue
         if status != "ok":
             return None
-        endpoint.pk = endpoint_id
-        endpoint._state.adding, endpoint._state.db = False, connection.alias
-        for row, key, pk in zip(rows, keys, ids, strict=True):
-            number = key_to_int(key)
-            row.address, row.address_key, row.pk, row.endpoint_id = int_to_ip(number, row.ip_version), key, pk, \
-                endpoint_id
-            row._state.adding, row._state.db = False, connection.alias
-        return sorted(rows, key=lambda r: (r.interface, r.ip_version))
+        keys = keys[1:-1].split(",")  # text[] as text: hex keys are never quoted
+        taken = [_Taken(pool=pool, address=int_to_ip(key_to_int(key), row["ip_version"]), **{
+                     name: row[name] for name in _Taken._fields if name not in ("pool", "address")})
+                 for row, pool, key in zip(rows, first, keys, strict=True)]
+        return sorted(taken, key=lambda t: (t.interface, t.ip_version))
     return None
+
+
+class _Taken(NamedTuple):
+    """An address the one-call path took, with what `allocation_response` reads of an `Allocation` row."""
+
+    pool: IPPool
+    ip_version: int
+    address: str
+    prefix_length: int
+    interface: str
+    gateway: str
+    clean_gateway: bool
+    routes: list
+    vlan: int
+    mac: str
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefix_length}"
+
+
+@functools.cache
+def _column_defaults(model) -> dict:
+    """The model's default value of every column a hand-written INSERT fills, by column name, computed once: a
+    JSON row for `jsonb_populate_record` must name every NOT NULL column. The callers set every column whose
+    default is computed per row (timestamps, `routes`)."""
+    return {f.column: f.get_default() for f in _insert_fields(model)}
+
+
+def _int_array(values) -> str:
+    """A PostgreSQL array literal of integers: sent as text, it is cast by the statement (`%s::bigint[]`) instead of
+    psycopg inferring an array type from the list on every call."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
 def _free_ranges(pool: IPPool) -> list[list[str]] | None:
@@ -1307,7 +1346,7 @@ def _release_postgresql(
 def _released(rows: list[tuple], reason: str) -> list[str]:
     released = [address for (address,) in rows]
     if released:
-        metrics.RELEASED_IPS.labels(reason=metrics.release_reason_label(reason)).inc(len(released))
+        metrics.labelled(metrics.RELEASED_IPS, metrics.release_reason_label(reason)).inc(len(released))
     return released
 
 
@@ -1414,8 +1453,9 @@ def endpoint_get(*, namespace: str, name: str) -> Endpoint:
 # ---------------------------------------------------------------------------------------------------- response
 
 
-def allocation_response(rows: list[Allocation], cluster: ClusterSettings) -> dict:
-    """Spiderpool's `IpamAddResponse` for every NIC of the pod."""
+def allocation_response(rows: list[Allocation] | list[_Taken], cluster: ClusterSettings) -> dict:
+    """Spiderpool's `IpamAddResponse` for every NIC of the pod, from its `Allocation` rows or the one-call path's
+    `_Taken` records (the same attributes)."""
     ips, routes = [], []
     for row in rows:
         entry = {

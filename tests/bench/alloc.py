@@ -8,11 +8,16 @@ BENCH_EXTRA_POOLS (default 1000) more pools are created through the service and 
 at 1 and 8 processes: an allocation must not slow down with the number of pools in the cluster (an auto pool per
 application adds up). Last line: alloc_vs_bare_postgres=<the MINIMUM ratio over the concurrencies> (the worst
 case is the figure).
+
+Both measure the steady state: each worker connects and does one untimed operation (the service's first one on a
+connection loads its catalog, prepares its statements and has the server compile its functions, ~45 ms) before
+the common start time; operations are counted from then until the deadline.
 """
 
 import json
 import os
 import sys
+import time
 import uuid
 
 from tests.bench.common import now, run_processes, setup_django_on_bench_db
@@ -22,7 +27,10 @@ CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").spl
 EXTRA_POOLS = int(os.environ.get("BENCH_EXTRA_POOLS", "1000"))
 
 
-def _alloc_worker(index: int, deadline: float, queue) -> None:
+WARM_UP = 3.0  # seconds from the fork to the common start time: time for 32 workers to warm up on 2 cores
+
+
+def _alloc_worker(index: int, start: float, deadline: float, queue) -> None:
     from django.db import connections
 
     from spiderweb.engine.facts import PodFacts, TopController
@@ -30,28 +38,49 @@ def _alloc_worker(index: int, deadline: float, queue) -> None:
 
     connections.close_all()
     annotations = {"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["bench"]})}
-    ops = 0
-    while now() < deadline:
+
+    def pair() -> None:
         uid = str(uuid.uuid4())
         facts = PodFacts(namespace="bench", name=f"p{index}-{uid[:8]}", uid=uid, node="node-1", labels={},
                          annotations=annotations, owner=TopController("Pod", "p", uid, "v1"), namespace_labels={},
                          namespace_annotations={}, node_labels={})
         allocation.ippool_allocate(request=allocation.AllocateRequest(facts=facts, if_name="eth0"))
         allocation.ippool_release(namespace="bench", name=facts.name, pod_uid=uid, reason="bench")
+
+    pair()  # the warm-up, untimed
+    _sleep_until(start)
+    ops = 0
+    while now() < deadline:
+        pair()
         ops += 2
     connections.close_all()
     queue.put(ops)
 
 
-def _bare_worker(index: int, deadline: float, queue) -> None:
+def _bare_worker(index: int, start: float, deadline: float, queue) -> None:
     import psycopg
+
+    def insert() -> None:
+        conn.execute("INSERT INTO bench_bare (pod, address) VALUES (%s, %s)", (str(uuid.uuid4()), "10.0.0.1"))
 
     ops = 0
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        insert()  # the warm-up, untimed
+        _sleep_until(start)
         while now() < deadline:
-            conn.execute("INSERT INTO bench_bare (pod, address) VALUES (%s, %s)", (str(uuid.uuid4()), "10.0.0.1"))
+            insert()
             ops += 1
     queue.put(ops)
+
+
+def _sleep_until(start: float) -> None:
+    time.sleep(max(0.0, start - now()))
+
+
+def _rate(worker, procs: int) -> float:
+    """Operations per second of `procs` workers over DURATION seconds, after their warm-up."""
+    start = now() + WARM_UP
+    return sum(run_processes(worker, procs, start, start + DURATION)) / DURATION
 
 
 def main() -> None:
@@ -72,13 +101,8 @@ def main() -> None:
     worst = float("inf")
     alloc_rates: dict[int, float] = {}
     for procs in CONCURRENCY:
-        start = now()
-        alloc_ops = sum(run_processes(_alloc_worker, procs, start + DURATION))
-        alloc_rate = alloc_ops / (now() - start)
-        alloc_rates[procs] = alloc_rate
-        start = now()
-        bare_ops = sum(run_processes(_bare_worker, procs, start + DURATION))
-        bare_rate = bare_ops / (now() - start)
+        alloc_rate = alloc_rates[procs] = _rate(_alloc_worker, procs)
+        bare_rate = _rate(_bare_worker, procs)
         ratio = alloc_rate / bare_rate
         worst = min(worst, ratio)
         print(f"{procs:>5} {alloc_rate:>20.0f} {bare_rate:>17.0f} {ratio:>6.2f}")
@@ -107,8 +131,7 @@ def _with_more_pools(tenant, one_pool_rates: dict[int, float]) -> None:
         cur.execute("ANALYZE")  # what autovacuum does soon after that many new rows
     print(f"{EXTRA_POOLS} more pools created through the service in {now() - started:.0f} s; the same runs again:")
     for procs, before in sorted(one_pool_rates.items()):
-        start = now()
-        rate = sum(run_processes(_alloc_worker, procs, start + DURATION)) / (now() - start)
+        rate = _rate(_alloc_worker, procs)
         print(f"{procs:>5} {rate:>20.0f}   ({rate / before:.2f} of the rate with one pool)")
         sys.stdout.flush()
 

@@ -378,6 +378,46 @@ def test_a_new_pods_dual_stack_allocation_is_one_round_trip_on_postgresql(monkey
     assert addresses(again) == addresses(result) and len(sent) > 1 and sent[0] == allocation._ALLOCATE_SQL
 
 
+def test_the_one_call_path_answers_and_writes_what_the_usual_transaction_does(monkeypatch):
+    from django.forms.models import model_to_dict
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-call path is PostgreSQL's")
+    # Given dual-stack pools with gateways and routes, and a pod with two NICs, route annotations and cleangateway
+    f.pool("v4", "10.0.0.0/24", ["10.0.0.10-10.0.0.99"], gateway="10.0.0.1",
+           routes=[{"dst": "10.9.0.0/16", "gw": "10.0.0.254"}])
+    f.pool("v6", "fd00::/64", ["fd00::10-fd00::99"], gateway="fd00::1")
+    f.pool("net1", "10.1.0.0/24", ["10.1.0.10-10.1.0.99"], gateway="10.1.0.1")
+    annotations = {
+        POOLS: json.dumps([{"interface": "eth0", "ipv4": ["v4"], "ipv6": ["v6"]},
+                           {"interface": "net1", "ipv4": ["net1"], "cleangateway": True}]),
+        "ipam.spidernet.io/routes": json.dumps([{"dst": "172.16.0.0/16", "gw": "10.0.0.253"}]),
+    }
+
+    def allocated(name: str) -> tuple[dict, list[dict]]:
+        pod, response = f.facts(name, annotations=annotations), {}
+        sent = _statements(lambda: response.update(f.allocate(pod, container_id=f"sandbox-{name}",
+                                                               network="macvlan-conf")), monkeypatch)
+        assert (sent == [allocation._ALLOCATE_SQL]) is (name == "one-call")
+        rows = [model_to_dict(row, exclude=["id", "endpoint", "address", "address_key", "pod_uid", "container_id"])
+                for row in Allocation.objects.filter(pod_uid=pod.uid).order_by("interface", "ip_version")]
+        for entry in response["ips"]:
+            entry.pop("address")
+        return response, rows
+
+    allocated("warm-up")  # the pool catalog and cluster settings cached, as in a portal
+    # When one pod is served by the one-call path (one statement) and the next by the usual transaction
+    by_one_call = allocated("one-call")
+    monkeypatch.setattr(allocation, "_one_call_possible", lambda request: False)
+    by_usual = allocated("usual")
+    # Then both get the same answer (but the addresses) and the same rows (but address, pod and times)
+    assert by_one_call[0] == by_usual[0]
+    for row in by_one_call[1] + by_usual[1]:
+        assert row.pop("bound_at")
+    assert by_one_call[1] == by_usual[1]
+    assert [r["network"] for r in by_usual[1]] == ["macvlan-conf"] * 3
+
+
 def test_the_scan_hint_stops_at_the_end_of_a_range_and_the_pool_is_then_exhausted():
     from django.db import connection
 

@@ -31,7 +31,8 @@ def probe_rows() -> list[int]:
 
 
 def test_a_statement_returns_its_rows_and_commits():
-    assert sorted(prepared.run("INSERT INTO prepared_probe (n) VALUES (%s), (%s) RETURNING n", [1, 2])) == [(1,), (2,)]
+    rows = prepared.run("INSERT INTO prepared_probe (n) VALUES (%s), (%s) RETURNING n, NULL::text", [1, "2"])
+    assert sorted(rows) == [("1", None), ("2", None)]  # PostgreSQL's text output; NULL is None
     assert prepared.run("DELETE FROM prepared_probe WHERE n = %s", [5]) == []  # no rows to return
     assert probe_rows() == [1, 2]  # committed: seen from Django's cursor
 
@@ -56,3 +57,18 @@ def test_statements_are_prepared_once_and_run_with_their_generic_plan():
         assert len(cursor.fetchall()) == 1
         cursor.execute("SHOW plan_cache_mode")
         assert cursor.fetchone() == ("force_generic_plan",)
+
+
+def test_a_new_connection_prepares_its_statements_again():
+    sql = "SELECT count(*) FROM prepared_probe WHERE n > %s"
+    assert prepared.run(sql, [0]) == [("0",)]
+    connection.close()  # Django reconnects on next use; the server forgot the old session's statements
+    prepared.run("INSERT INTO prepared_probe (n) VALUES (%s)", [3])
+    assert prepared.run(sql, [0]) == [("1",)]
+
+
+@pytest.mark.parametrize("value", [True, 1.5, [1, 2], b"raw"])
+def test_parameters_are_text_integers_or_null_and_anything_else_is_refused_before_sending(value):
+    with pytest.raises(TypeError, match="str, int or None"):
+        prepared.run("INSERT INTO prepared_probe (n) VALUES (%s)", [value])
+    assert probe_rows() == []
