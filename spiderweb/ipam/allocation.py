@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+import orjson
 from django.conf import settings as django_settings
 from django.db import (
     DEFAULT_DB_ALIAS,
@@ -944,9 +945,8 @@ def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) ->
     first = [pools[names[0]] for _, _, names in plan]
     catalog = {pool.pk: pool for pool in first}
     now = timezone.now()
-    endpoint_values = json.dumps({**_column_defaults(Endpoint), "namespace": facts.namespace, "name": facts.name,
-                                  **_endpoint_fields(facts), "created_at": now, "updated_at": now},
-                                 default=_json_datetime)
+    endpoint_values = _json({**_column_defaults(Endpoint), "namespace": facts.namespace, "name": facts.name,
+                             **_endpoint_fields(facts), "created_at": now, "updated_at": now})
     annotation_routes = _annotation_routes(facts)
     rows = [{**_column_defaults(Allocation), **_allocation_values(pool, nic, version, request, annotation_routes),
              "created_at": now, "bound_at": now}
@@ -961,8 +961,7 @@ def _allocate_in_one_call(request: AllocateRequest, cluster: ClusterSettings) ->
             claims.append({"pool": pool.pk, "version": row["ip_version"], "free": free, "row": row})
         seen = {str(v): _reserved_seen[v][0] for v in {row["ip_version"] for row in rows} if v in _reserved_seen}
         params = [POD_LOCK_CLASS, facts.uid, request.container_id, endpoint_values, _int_array(pool_ids),
-                  _int_array(catalog[pk].generation for pk in pool_ids), json.dumps(seen),
-                  json.dumps(claims, default=_json_datetime), SCAN_BATCH]
+                  _int_array(catalog[pk].generation for pk in pool_ids), _json(seen), _json(claims), SCAN_BATCH]
         try:
             with metrics.lock_wait("pod"):
                 ((status, _endpoint_id, keys, _ids, detail),) = prepared.run(_ALLOCATE_SQL, params)
@@ -1014,6 +1013,12 @@ def _column_defaults(model) -> dict:
     JSON row for `jsonb_populate_record` must name every NOT NULL column. The callers set every column whose
     default is computed per row (timestamps, `routes`)."""
     return {f.column: f.get_default() for f in _insert_fields(model)}
+
+
+def _json(value) -> str:
+    """The one-call path's JSON parameters, with orjson: the standard encoder was a tenth of this path's Python time.
+    Timestamps keep their microseconds (RFC 3339), as `jsonb_populate_record` reads them."""
+    return orjson.dumps(value).decode()
 
 
 def _int_array(values) -> str:
