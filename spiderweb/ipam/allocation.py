@@ -1002,9 +1002,7 @@ class _Taken(NamedTuple):
     vlan: int
     mac: str
 
-    @property
-    def cidr(self) -> str:
-        return f"{self.address}/{self.prefix_length}"
+    cidr = Allocation.cidr  # the same property: one spelling of "address/prefix"
 
 
 @functools.cache
