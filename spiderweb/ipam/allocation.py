@@ -36,7 +36,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import NamedTuple
 
 import orjson
@@ -1014,8 +1013,9 @@ def _column_defaults(model) -> dict:
 
 
 def _json(value) -> str:
-    """The one-call path's JSON parameters, with orjson: the standard encoder was a tenth of this path's Python time.
-    Timestamps keep their microseconds (RFC 3339), as `jsonb_populate_record` reads them."""
+    """JSON parameters of the allocation statements (the one-call path's, the usual path's claim rows), with orjson:
+    the standard encoder was a tenth of the one-call path's Python time. Timestamps keep their microseconds
+    (RFC 3339), as `jsonb_populate_record` reads them (DjangoJSONEncoder would cut them to milliseconds)."""
     return orjson.dumps(value).decode()
 
 
@@ -1238,7 +1238,7 @@ def _claim_statement(pool: IPPool, row: Allocation, candidates: list[int], *, re
     # The row's values travel as one JSON document (jsonb_populate_record types them by column): one parameter
     # to render instead of one per column.
     values = {f.column: f.pre_save(row, add=True) for f in _claim_fields()}
-    params: dict = {"keys": keys, "pool": pool.pk, "row": json.dumps(values, default=_json_datetime),
+    params: dict = {"keys": keys, "pool": pool.pk, "row": _json(values),
                     "family": _claim_lock_key(version, ""), "hint": keys[0], "seen": pool.scan_from}
     return _claim_sql(version, recycled=recycled, hint=hint), params
 
@@ -1274,13 +1274,6 @@ WITH pick AS MATERIALIZED (
 )
 SELECT (SELECT k FROM pick), (SELECT id FROM ins)
 """
-
-
-def _json_datetime(value):
-    """Timestamps for jsonb_populate_record, at full precision (DjangoJSONEncoder would cut to milliseconds)."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _pool_hint_update(pool: IPPool, *, fresh_exhausted: bool) -> None:
