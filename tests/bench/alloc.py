@@ -102,11 +102,14 @@ class _Cpu(NamedTuple):
     @classmethod
     def now(cls, backend_pid: int) -> "_Cpu":
         times = os.times()
+        server = None
         try:  # fields 14 and 15 of /proc/PID/stat: utime and stime, in clock ticks
-            fields = Path(f"/proc/{backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
-            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            comm, rest = Path(f"/proc/{backend_pid}/stat").read_text().rsplit(")", 1)
+            fields = rest.split()
+            if comm.endswith("(postgres"):  # not a local process that happens to have a remote backend's PID
+                server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
-            server = None
+            pass
         return cls(times.user + times.system, server)
 
     def __sub__(self, other: "_Cpu") -> "_Cpu":
