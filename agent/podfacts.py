@@ -5,7 +5,8 @@ Two jobs, each with one method:
 * ADD needs :class:`PodFacts` (labels, annotations, top controller, namespace and node labels) to send to the
   portal. Kubernetes mode reads the pod once (the hot path's only API round trip) and caches the facts by pod UID
   for a few seconds, so the second NIC of the same pod, or a retried ADD, costs nothing; namespaces, the node and
-  owner chains are cached longer because they change rarely.
+  owner chains are cached longer because they change rarely (an owner under the UID the pod names, so a
+  ReplicaSet re-created under its old name is read again).
 * DEL needs a decision (spec §11.3 release semantics, §5.1, §5.2): keep the addresses of a pod that is still alive
   (the runtime is only re-creating its sandbox), of a StatefulSet pod whose ordinal is still wanted, and of a
   KubeVirt VM that still exists; release otherwise. This reads the pod uncached, because a stale "alive" would
@@ -157,7 +158,7 @@ class KubernetesFacts:
         node_name = str((pod.get("spec") or {}).get("nodeName") or self.node_name)
         facts = pods.pod_facts(
             pod,
-            owner=pods.top_controller(pod, self._parent),
+            owner=pods.top_controller(pod, self._parent_reader(pod)),
             namespace=self._namespaces.get_or_load(namespace, lambda: _labels_only(self.reads.namespace(namespace))),
             node=self._nodes.get_or_load(node_name, lambda: _labels_only(self.reads.node(node_name))),
             default_node=self.node_name,
@@ -166,17 +167,29 @@ class KubernetesFacts:
             self._facts.put(facts.uid, facts)
         return facts
 
-    def _parent(self, kind: str, api_version: str, namespace: str, name: str) -> dict | None:
-        """A ReplicaSet/Job as far as ``top_controller`` needs it: its controller reference only (cached)."""
+    def _parent_reader(self, pod: dict) -> pods.OwnerFetch:
+        """The reader of ``pod``'s ReplicaSet/Job as far as ``top_controller`` needs it: its controller reference
+        only, cached under the UID the pod names.
 
-        def load() -> dict | None:
-            obj = self.reads.namespaced(api_version, kind, namespace, name)
-            if obj is None:
-                return None
-            ref = pods.controller_of(obj)
-            return {"metadata": {"ownerReferences": [ref] if ref else []}}
+        A Deployment deleted and created again with the same template makes a ReplicaSet of the same name with a
+        new UID. Cached by name alone, the old ReplicaSet would answer for the new pods for minutes, naming the
+        deleted Deployment as their owner (and their auto pools, which follow the new one, as "not ready"). An
+        object read under the name that is not the one the pod names is not its parent: the pod's controller is
+        then reported itself, as when it is gone."""
+        named = str((pods.controller_of(pod) or {}).get("uid") or "")
 
-        return self._parents.get_or_load((api_version, kind, namespace, name), load)
+        def read(kind: str, api_version: str, namespace: str, name: str) -> dict | None:
+            def load() -> dict | None:
+                obj = self.reads.namespaced(api_version, kind, namespace, name)
+                found = str(((obj or {}).get("metadata") or {}).get("uid") or "")
+                if obj is None or (named and found and found != named):
+                    return None
+                ref = pods.controller_of(obj)
+                return {"metadata": {"ownerReferences": [ref] if ref else []}}
+
+            return self._parents.get_or_load((api_version, kind, namespace, name, named), load)
+
+        return read
 
     def skip_conflict_detection(self, facts: PodFacts) -> bool:
         """Spec §5.2: the target pod of a KubeVirt live migration shares its address with the source pod."""
@@ -198,7 +211,7 @@ class KubernetesFacts:
         self._facts.invalidate(target)
         if target == live_uid and pods.pod_is_alive(pod):
             return ReleaseDecision(KEEP, f"pod {namespace}/{name} is still alive (sandbox re-creation)")
-        owner = pods.top_controller(pod, self._parent)
+        owner = pods.top_controller(pod, self._parent_reader(pod))
         if owner.kind == pods.KIND_STATEFULSET and self.keep_statefulset:
             sts = self.reads.namespaced("apps/v1", pods.KIND_STATEFULSET, namespace, owner.name)
             ordinal = pods.statefulset_ordinal(name, owner.name)

@@ -29,8 +29,8 @@ def pod(name: str, *, uid: str = "p-uid", namespace: str = "ns", owners: list | 
     return {"metadata": meta, "spec": {"restartPolicy": restart, "nodeName": node}, "status": status}
 
 
-def obj(name: str, *, owners: list | None = None, deleting: bool = False, **spec) -> dict:
-    meta = {"name": name, "ownerReferences": owners or []}
+def obj(name: str, *, uid: str = "", owners: list | None = None, deleting: bool = False, **spec) -> dict:
+    meta = {"name": name, "ownerReferences": owners or [], **({"uid": uid} if uid else {})}
     if deleting:
         meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
     return {"metadata": meta, "spec": spec}
@@ -209,6 +209,25 @@ def test_namespace_node_and_owner_reads_are_shared_between_pods():
     source.facts("ns", "b", "ub")
     assert sorted(api.reads) == [("Namespace", "ns"), ("Node", "node-1"), ("Pod", "a"), ("Pod", "b"),
                                  ("ReplicaSet", "rs")]
+
+
+def test_a_replicaset_created_again_under_its_name_is_read_again():
+    """A Deployment deleted and created again with the same template gets a ReplicaSet of the old one's name and a
+    new UID: its pods are owned by the new Deployment, not by the one the cache remembers from the old pods."""
+    api = DictAPI({
+        ("Pod", "web-5f-a"): pod("web-5f-a", uid="ua", owners=[ref("ReplicaSet", "web-5f", "rs-old")]),
+        ("ReplicaSet", "web-5f"): obj("web-5f", uid="rs-old", owners=[ref("Deployment", "web", "d-old")]),
+    })
+    source = KubernetesFacts(api, node_name="node-1")
+    assert source.facts("ns", "web-5f-a", "ua").owner.uid == "d-old"
+
+    api.objects[("Pod", "web-5f-b")] = pod("web-5f-b", uid="ub", owners=[ref("ReplicaSet", "web-5f", "rs-new")])
+    api.objects[("ReplicaSet", "web-5f")] = obj("web-5f", uid="rs-new", owners=[ref("Deployment", "web", "d-new")])
+    assert source.facts("ns", "web-5f-b", "ub").owner == TopController("Deployment", "web", "d-new", "apps/v1")
+
+    # A pod still naming a ReplicaSet that is gone reports that ReplicaSet, not the Deployment of its namesake.
+    api.objects[("Pod", "web-5f-c")] = pod("web-5f-c", uid="uc", owners=[ref("ReplicaSet", "web-5f", "rs-gone")])
+    assert source.facts("ns", "web-5f-c", "uc").owner == TopController("ReplicaSet", "web-5f", "rs-gone", "apps/v1")
 
 
 def test_add_for_a_missing_pod_or_another_incarnation_fails():
